@@ -1,0 +1,144 @@
+import { describe, expect, it } from "vitest";
+import { formatBody, hexDump } from "./body";
+import { LiveRows } from "./buffer";
+import { applyCompletion, candidates, wordAt } from "./completion";
+import { curlCommand, shellQuote } from "./curl";
+import { addClause, celString, clause, edgeFilter } from "./filter";
+import { HISTORY_KEY, HISTORY_MAX, loadHistory, pushHistory, saveHistory } from "./history";
+import type { Entry } from "./types";
+import { formatUrlState, fromLocalInput, isLive, parseUrlState, presetRange, toLocalInput } from "./url";
+
+function entry(id: string, extra: Partial<Entry> = {}): Entry {
+  return { id, ts: 1_700_000_000, proto: "http", src: { ip: "10.0.0.1" }, dst: { ip: "10.0.0.2", port: 80 }, ...extra };
+}
+
+describe("url state", () => {
+  it("round-trips filter, range, view and entry", () => {
+    const s = { view: "map" as const, q: 'dst.namespace == "a b" && x', from: "2026-01-01T00:00:00Z", to: "2026-01-01T01:00:00Z", entry: "abc" };
+    const text = formatUrlState(s);
+    expect(parseUrlState(text)).toEqual(s);
+    expect(isLive(s)).toBe(false);
+  });
+  it("defaults and ignores unknown views", () => {
+    expect(formatUrlState(parseUrlState("?view=nope"))).toBe("");
+    expect(parseUrlState("").view).toBe("traffic");
+    expect(isLive(parseUrlState("?q=x"))).toBe(true);
+  });
+  it("computes presets and converts local inputs", () => {
+    const [from, to] = presetRange(900, new Date("2026-01-01T01:00:00.500Z"));
+    expect([from, to]).toEqual(["2026-01-01T00:45:00Z", "2026-01-01T01:00:00Z"]);
+    expect(fromLocalInput(toLocalInput(from))).toBe(from);
+    expect(fromLocalInput("garbage")).toBe("");
+    expect(toLocalInput("1767225600")).not.toBe("");
+  });
+});
+
+describe("filter history", () => {
+  it("keeps newest first, unique, capped", () => {
+    let h: string[] = [];
+    for (let i = 0; i < HISTORY_MAX + 5; i++) h = pushHistory(h, `q${i}`);
+    h = pushHistory(h, "q10");
+    expect(h[0]).toBe("q10");
+    expect(h.length).toBe(HISTORY_MAX);
+    expect(new Set(h).size).toBe(h.length);
+    expect(pushHistory(h, "  ")).toEqual(h);
+  });
+  it("survives a store with garbage", () => {
+    const data = new Map<string, string>();
+    const store = { getItem: (k: string) => data.get(k) ?? null, setItem: (k: string, v: string) => void data.set(k, v) };
+    data.set(HISTORY_KEY, "{not json");
+    expect(loadHistory(store)).toEqual([]);
+    saveHistory(store, ["a", "b"]);
+    expect(loadHistory(store)).toEqual(["a", "b"]);
+  });
+});
+
+describe("filter clauses", () => {
+  it("quotes strings for CEL", () => {
+    expect(celString('a"b\\c\n')).toBe('"a\\"b\\\\c\\n"');
+    expect(clause("response.status", 500)).toBe("response.status == 500");
+  });
+  it("adds with && and brackets a top-level ||", () => {
+    expect(addClause("", 'a == "1"')).toBe('a == "1"');
+    expect(addClause("http", 'a == "1"')).toBe('http && a == "1"');
+    expect(addClause("http || dns", "x == 1")).toBe("(http || dns) && x == 1");
+    expect(addClause('p == "a||b"', "x == 1")).toBe('p == "a||b" && x == 1');
+    expect(addClause("http && x == 1", "x == 1")).toBe("http && x == 1");
+  });
+  it("filters an edge of the service map", () => {
+    expect(edgeFilter({ namespace: "a", workload: "Deployment/web" }, { namespace: "b", workload: "" })).toBe(
+      'src.namespace == "a" && src.workload == "Deployment/web" && dst.namespace == "b"',
+    );
+  });
+});
+
+describe("curl", () => {
+  it("quotes for the shell", () => {
+    expect(shellQuote("it's")).toBe("'it'\\''s'");
+  });
+  it("builds a command from an HTTP entry", () => {
+    const cmd = curlCommand(
+      entry("1", {
+        request: { method: "POST", path: "/api/x", query: "a=1", host: "svc:8080", headers: { host: "svc:8080", "content-type": "application/json", "content-length": "7" }, body: '{"a":1}' },
+      }),
+    );
+    expect(cmd).toBe(
+      "curl -X 'POST' 'http://svc:8080/api/x?a=1' -H 'content-type: application/json' --data-raw '{\"a\":1}'",
+    );
+  });
+  it("falls back to the address and decodes binary bodies in the shell", () => {
+    const cmd = curlCommand(entry("2", { request: { method: "PUT", path: "/b", body: "AAE=", body_encoding: "base64" } }));
+    expect(cmd).toBe("printf %s 'AAE=' | base64 -d | curl -X 'PUT' 'http://10.0.0.2:80/b' --data-binary @-");
+  });
+});
+
+describe("bodies", () => {
+  it("pretty-prints JSON, splits forms, dumps binary", () => {
+    expect(formatBody({ body: '{"a":[1]}', content_type: "application/json" })).toEqual({ kind: "json", text: '{\n  "a": [\n    1\n  ]\n}' });
+    expect(formatBody({ body: "a=1&b=x+y", headers: { "content-type": "application/x-www-form-urlencoded" } })).toEqual({ kind: "form", pairs: [["a", "1"], ["b", "x y"]] });
+    const hex = formatBody({ body: "AAFBQg==", body_encoding: "base64" });
+    expect(hex).toEqual({ kind: "hex", bytes: 4, text: "00000000  00 01 41 42" + " ".repeat(36) + "  ..AB" });
+    expect(formatBody({ body: "not json{", content_type: "application/json" }).kind).toBe("text");
+    expect(formatBody({}).kind).toBe("empty");
+    expect(hexDump(new Uint8Array(40), 16)).toContain("… 24 more bytes");
+  });
+});
+
+describe("completion", () => {
+  const names = ["request.path", "request.method", "response.status", "src.namespace", "dst.namespace"];
+  it("finds the word at the cursor outside strings", () => {
+    expect(wordAt("http && req", 11)).toEqual({ start: 8, end: 11, prefix: "req" });
+    expect(wordAt('x == "req', 9)).toBeNull();
+    expect(wordAt("a == 12", 7)).toBeNull();
+  });
+  it("proposes and applies names", () => {
+    expect(candidates(names, "req")).toEqual(["request.path", "request.method"]);
+    expect(candidates(names, "namespace")).toEqual(["src.namespace", "dst.namespace"]);
+    const w = wordAt("src.na == 1", 6)!;
+    expect(applyCompletion("src.na == 1", w, "src.namespace")).toEqual({ text: "src.namespace == 1", cursor: 13 });
+  });
+});
+
+describe("live rows", () => {
+  it("batches, de-duplicates, caps and counts while paused", () => {
+    const rows = new LiveRows(5);
+    rows.push(entry("a"));
+    rows.push(entry("b"));
+    rows.push(entry("a"));
+    expect(rows.rows).toEqual([]);
+    expect(rows.flush()).toBe(true);
+    expect(rows.rows.map((e) => e.id)).toEqual(["b", "a"]);
+    rows.setPaused(true);
+    for (const id of ["c", "d", "e", "f"]) rows.push(entry(id));
+    expect(rows.flush()).toBe(false);
+    expect(rows.pendingCount).toBe(4);
+    rows.setPaused(false);
+    rows.flush();
+    expect(rows.rows.map((e) => e.id)).toEqual(["f", "e", "d", "c", "b"]);
+    rows.push(entry("a"));
+    rows.flush();
+    expect(rows.rows[0].id).toBe("a");
+    expect(rows.appendOlder([entry("z"), entry("f")])).toBe(true);
+    expect(rows.rows.length).toBe(5);
+  });
+});
