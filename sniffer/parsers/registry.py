@@ -54,7 +54,10 @@ class DatagramProtocol:
 
 
 # Module names, in the order detectors are asked. Each exposes ``PROTOCOL``.
-STREAM_MODULES: tuple[str, ...] = ("sniffer.parsers.http1",)
+STREAM_MODULES: tuple[str, ...] = (
+    "sniffer.parsers.http1",
+    "sniffer.parsers.redis",
+)
 DATAGRAM_MODULES: tuple[str, ...] = ("sniffer.parsers.dns",)
 
 
