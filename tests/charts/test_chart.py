@@ -60,7 +60,9 @@ def test_expected_objects_are_rendered(rendered: Any) -> None:
         ing = one(docs, "Ingress")
         assert ing["spec"]["tls"][0]["secretName"] == "kubeweir-ingress-tls"
         assert "nginx.ingress.kubernetes.io/proxy-read-timeout" in ing["metadata"]["annotations"]
-        hub_ns = one(docs, "Namespace", "kubeweir")
+        hub_ns = next(
+            d for d in docs if d["kind"] == "Namespace" and d["metadata"]["name"] == "kubeweir"
+        )
         assert hub_ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
     if name == "airgapped":
         assert "SecurityContextConstraints" in k
