@@ -57,6 +57,7 @@ class DatagramProtocol:
 STREAM_MODULES: tuple[str, ...] = (
     "sniffer.parsers.http1",
     "sniffer.parsers.redis",
+    "sniffer.parsers.postgres",
 )
 DATAGRAM_MODULES: tuple[str, ...] = ("sniffer.parsers.dns",)
 
