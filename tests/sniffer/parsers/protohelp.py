@@ -68,3 +68,92 @@ def fuzz_feed(make: Callable[[], StreamParser], chunks: list[tuple[bool, bytes]]
         p.take()
     except ParseError:
         pass
+
+
+def pcap_streams(path: str, server_port: int) -> list[list[tuple[Direction, bytes, float]]]:
+    """Test-only stand-in for the pipeline: each TCP connection to ``server_port`` as its
+    in-order payload chunks (scapy reads the file; retransmissions dropped by sequence
+    number). Used until/besides ``sniffer.pipeline.read_pcap``."""
+    from scapy.layers.inet import TCP
+    from scapy.utils import PcapReader
+
+    conns: dict[tuple[Any, ...], list[tuple[Direction, bytes, float]]] = {}
+    nxt: dict[tuple[Any, ...], int] = {}
+    for pkt in PcapReader(path):
+        if TCP not in pkt:
+            continue
+        tcp = pkt[TCP]
+        ip = tcp.underlayer
+        if server_port not in (tcp.sport, tcp.dport):
+            continue
+        d = S if tcp.sport == server_port else C
+        cport = tcp.dport if d is S else tcp.sport
+        cip = ip.dst if d is S else ip.src
+        key = (cip, cport)
+        conns.setdefault(key, [])
+        payload = bytes(tcp.payload)
+        if ip.name == "IP":
+            payload = payload[: max(0, ip.len - ip.ihl * 4 - tcp.dataofs * 4)]
+        k2 = (key, d)
+        seq = tcp.seq + (1 if "S" in str(tcp.flags) else 0)
+        if "S" in str(tcp.flags):
+            nxt[k2] = seq
+            continue
+        if not payload:
+            continue
+        exp = nxt.get(k2, seq)
+        if seq + len(payload) <= exp:
+            continue  # retransmission
+        if seq < exp:
+            payload = payload[exp - seq :]
+            seq = exp
+        nxt[k2] = seq + len(payload)
+        conns[key].append((d, payload, float(pkt.time)))
+    return [v for v in conns.values() if v]
+
+
+def feed_stream(p: StreamParser, chunks: list[tuple[Direction, bytes, float]]) -> list[Exchange]:
+    out: list[Exchange] = []
+    for d, data, ts in chunks:
+        p.feed(d, data, ts)
+        out += p.take()
+    p.close(chunks[-1][2] if chunks else 0.0)
+    return out + p.take()
+
+
+def capture_exchanges(
+    path: str, proto: str, port: int, hint: str | None = None
+) -> list[dict[str, Any]]:
+    """Entries of ``proto`` in a capture as plain dicts (request, response, summary,
+    error). Through ``sniffer.pipeline.read_pcap`` (with ``{port: hint}`` when given)
+    once the pipeline exists; before that through ``pcap_streams`` and the protocol's
+    parser directly."""
+    try:
+        from sniffer.pipeline import PipelineSettings, read_pcap
+    except ImportError:
+        import importlib
+
+        mod = "http2" if proto == "grpc" else proto
+        factory = importlib.import_module(f"sniffer.parsers.{mod}").PROTOCOL.factory
+        out = []
+        for s in pcap_streams(path, port):
+            for x in feed_stream(factory(ParserLimitsDefault()), s):
+                out.append(
+                    {"ts": x.ts, "request": x.request, "response": x.response,
+                     "summary": x.summary, "error": x.error, "proto": x.proto}
+                )  # fmt: skip
+        return sorted(out, key=lambda e: e["ts"])
+    settings = PipelineSettings(port_hints={port: hint}) if hint else PipelineSettings()
+    entries = [
+        {"ts": e.ts, "request": e.request, "response": e.response, "summary": e.summary,
+         "error": e.error, "proto": e.proto}
+        for e in read_pcap(path, settings)
+        if e.proto == proto or (proto == "http2" and e.proto == "grpc")
+    ]  # fmt: skip
+    return sorted(entries, key=lambda e: e["ts"])
+
+
+def ParserLimitsDefault() -> Any:  # noqa: N802
+    from sniffer.parsers.base import ParserLimits
+
+    return ParserLimits()

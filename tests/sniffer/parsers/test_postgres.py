@@ -1,0 +1,234 @@
+"""PostgreSQL parser: startup/SSL/GSS, simple and extended query, errors; three ways,
+fuzzed, on the shared capture (compared with tshark), and live against a real server."""
+
+from __future__ import annotations
+
+import struct
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sniffer.parsers.postgres import PROTOCOL, PostgresParser, sql_verb
+from sniffer.parsers.registry import Verdict
+from tests.conftest import pcap
+from tests.sniffer.parsers.protohelp import C, S, capture_exchanges, fuzz_feed, run, three_ways
+
+
+def msg(t: bytes, body: bytes) -> bytes:
+    return t + struct.pack("!i", len(body) + 4) + body
+
+
+def startup(**params: str) -> bytes:
+    body = struct.pack("!i", 196608)
+    for k, v in params.items():
+        body += k.encode() + b"\0" + v.encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!i", len(body) + 4) + body
+
+
+def auth(code: int, extra: bytes = b"") -> bytes:
+    return msg(b"R", struct.pack("!i", code) + extra)
+
+
+READY = msg(b"Z", b"I")
+
+
+def cc(tag: str) -> bytes:
+    return msg(b"C", tag.encode() + b"\0")
+
+
+def rowdesc(*names: str) -> bytes:
+    body = struct.pack("!h", len(names))
+    for n in names:
+        body += n.encode() + b"\0" + b"\0" * 18
+    return msg(b"T", body)
+
+
+def datarow(*vals: bytes) -> bytes:
+    body = struct.pack("!h", len(vals))
+    for v in vals:
+        body += struct.pack("!i", len(v)) + v
+    return msg(b"D", body)
+
+
+def error(code: str, text: str) -> bytes:
+    return msg(b"E", b"SERROR\0VERROR\0C" + code.encode() + b"\0M" + text.encode() + b"\0\0")
+
+
+def parse(q: str, name: str = "") -> bytes:
+    return msg(b"P", name.encode() + b"\0" + q.encode() + b"\0" + struct.pack("!h", 0))
+
+
+def bind(nparams: int, stmt: str = "") -> bytes:
+    body = b"\0" + stmt.encode() + b"\0" + struct.pack("!h", 0) + struct.pack("!h", nparams)
+    for i in range(nparams):
+        v = str(i).encode()
+        body += struct.pack("!i", len(v)) + v
+    return msg(b"B", body + struct.pack("!h", 0))
+
+
+EXECUTE = msg(b"E", b"\0" + struct.pack("!i", 0))
+SYNC = msg(b"S", b"")
+DESCRIBE = msg(b"D", b"P\0")
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+def conversation() -> list[tuple[object, bytes]]:
+    return [
+        (C, SSL_REQUEST),
+        (S, b"N"),
+        (C, startup(user="app", database="shop", application_name="psql")),
+        (S, auth(3)),
+        (C, msg(b"p", b"hunter2\0")),
+        (S, auth(0) + msg(b"S", b"server_version\x0016.1\0") + READY),
+        (C, msg(b"Q", b"SELECT id, name FROM users\0")),
+        (S, rowdesc("id", "name") + datarow(b"1", b"a") + datarow(b"2", b"b") + cc("SELECT 2")),
+        (S, READY),
+        (C, msg(b"Q", b"SELECT * FROM nope\0")),
+        (S, error("42P01", 'relation "nope" does not exist') + READY),
+        (C, parse("UPDATE t SET x = $1 WHERE id = $2") + bind(2) + DESCRIBE + EXECUTE + SYNC),
+        (S, msg(b"1", b"") + msg(b"2", b"") + msg(b"n", b"") + cc("UPDATE 3") + READY),
+        (C, parse("SELECT 1/0") + bind(0) + EXECUTE + parse("SELECT 2") + bind(0) + EXECUTE),
+        (C, SYNC),
+        (S, msg(b"1", b"") + msg(b"2", b"") + error("22012", "division by zero") + READY),
+    ]
+
+
+def test_conversation_three_ways() -> None:
+    xs = three_ways(PostgresParser, conversation(), trailing=msg(b"Q", b"SELECT 3\0")[:7])  # type: ignore[arg-type]
+    assert [x.summary for x in xs] == [
+        "SSLRequest → refused",
+        "STARTUP app@shop → ready (auth cleartext)",
+        "SELECT id, name FROM users → SELECT 2",
+        'SELECT * FROM nope → ERROR 42P01 relation "nope" does not exist',
+        "UPDATE t SET x = $1 WHERE id = $2 → UPDATE 3",
+        "SELECT 1/0 → ERROR 22012 division by zero",
+        "SELECT 2",
+    ]
+    ssl, st_, sel, bad, upd, div, skipped = xs
+    assert st_.request["user"] == "app" and st_.request["database"] == "shop"
+    assert st_.request["password"] == "hunter2"
+    assert st_.response == {"auth": "cleartext", "server_version": "16.1"}
+    assert sel.request == {
+        "method": "SELECT",
+        "kind": "simple",
+        "query": "SELECT id, name FROM users",
+    }
+    assert sel.response == {"columns": ["id", "name"], "tag": "SELECT 2", "rows": 2}
+    assert sel.ts == 7.0 and sel.end == 9.0
+    assert bad.response["sqlstate"] == "42P01" and bad.error == ""
+    assert upd.request["params"] == 2 and upd.request["kind"] == "extended"
+    assert upd.response["rows"] == 3 and upd.request["method"] == "UPDATE"
+    assert div.response["sqlstate"] == "22012"
+    assert skipped.error.startswith("not executed")
+
+
+def test_ssl_accepted_stops_parsing() -> None:
+    xs = run(
+        PostgresParser, [(C, SSL_REQUEST), (S, b"S"), (C, b"\x16\x03\x01garbage"), (S, b"\x16\x03")]
+    )
+    assert len(xs) == 1 and xs[0].response["encrypted"] is True
+    assert xs[0].summary == "SSLRequest → accepted, encrypted from here"
+
+
+def test_sasl_bytes_go_to_password_and_prepare_only() -> None:
+    script = [
+        (C, startup(user="u", database="d")),
+        (S, auth(10, b"SCRAM-SHA-256\0\0")),
+        (C, msg(b"p", b"SCRAM-SHA-256\0" + struct.pack("!i", 8) + b"n,,n=,r=")),
+        (S, auth(11, b"r=xyz")),
+        (C, msg(b"p", b"c=biws,p=proof")),
+        (S, auth(12, b"v=sig") + auth(0) + READY),
+        (C, parse("SELECT $1::int", "s1") + SYNC),
+        (S, msg(b"1", b"") + READY),
+    ]
+    xs = run(PostgresParser, script)
+    assert xs[0].request["password"] == "n,,n=,r=\nc=biws,p=proof"
+    assert xs[0].request["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert xs[0].response["auth"] == "sasl"
+    assert xs[1].request["kind"] == "prepare" and xs[1].request["statement"] == "s1"
+    assert xs[1].summary == "SELECT $1::int → parsed"
+
+
+def test_big_datarow_is_skipped_not_buffered() -> None:
+    big = datarow(b"x" * 500_000)
+    p = PostgresParser()
+    p.feed(C, startup(user="u"), 0.0)
+    p.feed(S, auth(0) + READY, 0.1)
+    p.take()
+    p.feed(C, msg(b"Q", b"SELECT blob FROM t\0"), 1.0)
+    for i in range(0, len(big), 1460):
+        p.feed(S, big[i : i + 1460], 1.1)
+    assert len(p._r[1].buf) < 70_000
+    p.feed(S, cc("SELECT 1") + READY, 2.0)
+    (x,) = p.take()
+    assert x.response["rows"] == 1 and x.end == 2.0
+
+
+def test_verbs_and_detect() -> None:
+    assert sql_verb("  -- hi\n /* c */ (select 1)") == "SELECT"
+    assert sql_verb("with x as (select 1) select * from x") == "WITH"
+    assert PROTOCOL.detect(startup(user="x"), C) is Verdict.YES
+    assert PROTOCOL.detect(SSL_REQUEST, C) is Verdict.YES
+    assert PROTOCOL.detect(b"\0\0", C) is Verdict.MORE
+    assert PROTOCOL.detect(b"GET / HTTP/1.1\r\n", C) is Verdict.NO
+
+
+@given(st.lists(st.tuples(st.booleans(), st.binary(max_size=64)), max_size=12))
+def test_fuzz_only_parse_error(chunks: list[tuple[bool, bytes]]) -> None:
+    fuzz_feed(PostgresParser, chunks)
+
+
+@given(st.lists(st.tuples(st.booleans(), st.sampled_from([
+    startup(user="u"), SSL_REQUEST, b"N", b"S", READY, auth(0), auth(10, b"X\0\0"),
+    msg(b"Q", b"SELECT 1\0"), parse("x"), bind(1), EXECUTE, SYNC, cc("SELECT 1"),
+    error("1", "x"), datarow(b"1"), rowdesc("a"), msg(b"p", b"pw\0"), msg(b"s", b""),
+])), max_size=30))  # fmt: skip
+def test_fuzz_message_soup(chunks: list[tuple[bool, bytes]]) -> None:
+    fuzz_feed(PostgresParser, chunks)
+
+
+def test_shared_capture_matches_tshark() -> None:
+    # tshark -r pgsql_extended_query.pcap -Y pgsql -T fields -e tcp.stream -e pgsql.type
+    #   -e pgsql.query -e pgsql.tag
+    # → 6 connections: 2 md5 startups (user oryx, database mailstore), queries with tags
+    #   begin→BEGIN, select revision…→SELECT, commit→COMMIT, select u.id…→SELECT (×2,
+    #   the second a Bind of the named-less statement again), select * from mailboxes→
+    #   SELECT, select id,name from flag_names where id>0→SELECT; 2 GSSENCRequests (the
+    #   server answers 'G', then the client leaves), 2 SSLRequests (refused) followed by
+    #   SCRAM-SHA-256 startups of user test, one completed (server_version 13devel).
+    es = capture_exchanges(str(pcap("pgsql_extended_query.pcap")), "postgres", 5432)
+    got = [(e["request"].get("query") or e["request"]["method"], e["response"].get("tag"))
+           for e in es]  # fmt: skip
+    long_q = (
+        "select u.id, u.address, u.inbox, n.name as parentspace, u.login, u.id, u.secret, "
+        "a.name, a.localpart, a.domain from users u, addresses a, namespaces n where "
+        "u.login=$1 and u.id=a.id and n.id=u.parentspace"
+    )
+    assert got == [
+        ("STARTUP", None),
+        ("STARTUP", None),
+        ("select * from mailboxes", "SELECT"),
+        ("select id,name from flag_names where id>0", "SELECT"),
+        ("begin", "BEGIN"),
+        ("select revision from mailstore for update", "SELECT"),
+        ("commit", "COMMIT"),
+        (long_q, "SELECT"),
+        (long_q, "SELECT"),
+        ("GSSENCRequest", None),
+        ("SSLRequest", None),
+        ("STARTUP", None),
+        ("GSSENCRequest", None),
+        ("SSLRequest", None),
+        ("STARTUP", None),
+    ]
+    startups = [e for e in es if e["request"]["method"] == "STARTUP"]
+    assert [s["request"]["user"] for s in startups] == ["oryx", "oryx", "test", "test"]
+    assert all(s["request"].get("password") for s in startups[:2])
+    assert startups[3]["response"]["server_version"] == "13devel"
+    assert startups[2]["error"] == "no response"  # the client gave up during SCRAM
+    gss = [e for e in es if e["request"]["method"] == "GSSENCRequest"]
+    assert all(g["response"]["encrypted"] for g in gss)
+    sel = [e for e in es if e["request"].get("query", "").startswith("select revision")]
+    assert sel[0]["response"]["rows"] == 1  # tshark: the one DataRow
