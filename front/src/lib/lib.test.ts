@@ -142,3 +142,32 @@ describe("live rows", () => {
     expect(rows.rows.length).toBe(5);
   });
 });
+
+import { edgeColour, layoutMap } from "./maplayout";
+
+describe("service map layout", () => {
+  it("places every node inside its namespace cluster and routes edges", () => {
+    const m = layoutMap({
+      nodes: [
+        { id: "shop/Deployment/web", namespace: "shop", workload: "Deployment/web", count: 10 },
+        { id: "shop/Deployment/api", namespace: "shop", workload: "Deployment/api", count: 10 },
+        { id: "pay/Deployment/ledger", namespace: "pay", workload: "Deployment/ledger", count: 5 },
+      ],
+      edges: [
+        { source: "shop/Deployment/web", target: "shop/Deployment/api", count: 10, errors: 0, error_rate: 0, rate: 1, p95: 0.01 },
+        { source: "shop/Deployment/api", target: "pay/Deployment/ledger", count: 5, errors: 1, error_rate: 0.2, rate: 0.5, p95: 0.2 },
+        { source: "shop/Deployment/api", target: "ext/unknown", count: 1, errors: 0, error_rate: 0, rate: 0.1 },
+      ],
+    });
+    expect(m.nodes.map((n) => n.label).sort()).toEqual(["api", "ledger", "unknown", "web"]);
+    expect(m.clusters.map((c) => c.namespace).sort()).toEqual(["ext", "pay", "shop"]);
+    for (const n of m.nodes) {
+      const c = m.clusters.find((k) => k.namespace === n.node.namespace)!;
+      expect(Math.abs(n.x - c.x)).toBeLessThanOrEqual(c.width / 2);
+      expect(Math.abs(n.y - c.y)).toBeLessThanOrEqual(c.height / 2);
+    }
+    expect(m.edges.every((e) => e.points.length >= 2)).toBe(true);
+    expect(m.width).toBeGreaterThan(0);
+    expect(edgeColour(0)).not.toBe(edgeColour(0.2));
+  });
+});
