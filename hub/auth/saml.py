@@ -210,5 +210,3 @@ class SamlServiceProvider:
         if auth.get_errors():
             raise SamlError(auth.get_last_error_reason() or "invalid logout message")
         return url
-
-

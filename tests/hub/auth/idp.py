@@ -170,7 +170,8 @@ class TestIdP:
         """Sign the element with ``ID=node_id`` in ``xml`` with this IdP's key."""
         sec = self.server.sec
         return sec.sign_statement(
-            xml.decode(), node_name="urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+            xml.decode(),
+            node_name="urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
             node_id=node_id,
         ).encode()
 
@@ -184,8 +185,13 @@ def shift_times(xml: bytes, delta: dt.timedelta) -> bytes:
     """Move every time attribute by ``delta`` (breaks the signature unless re-signed)."""
     root = etree.fromstring(xml)
     for el in root.iter():
-        for attr in ("IssueInstant", "NotBefore", "NotOnOrAfter", "AuthnInstant",
-                     "SessionNotOnOrAfter"):
+        for attr in (
+            "IssueInstant",
+            "NotBefore",
+            "NotOnOrAfter",
+            "AuthnInstant",
+            "SessionNotOnOrAfter",
+        ):
             v = el.get(attr)
             if v:
                 t = dt.datetime.strptime(v[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=dt.UTC)
@@ -229,5 +235,3 @@ def wrap_signature(xml: bytes, evil_user: str, variant: int) -> bytes:
         ext.append(assertion)
         root.insert(1, ext)
     return etree.tostring(root)
-
-
