@@ -1,0 +1,369 @@
+"""TCP reassembly: segments in capture order → in-order bytes per direction, bounded.
+
+``Reassembler.segment(...)`` takes the decoded fields of one TCP segment and calls its
+``StreamSink`` with in-order data (``data``), lost bytes (``gap``) and the connection's
+end (``closed``). Client and server are decided by the SYN, else by the server ports
+known to the sniffer (hints and protocols' defaults), else the lower port is the server.
+Connections whose start was not captured are picked up: the first seen sequence number of
+each side stands in for its ISN.
+
+Out-of-order segments wait in a per-direction buffer; retransmissions are dropped and
+overlaps trimmed (first copy wins). A hole is declared a gap — and skipped — when the
+receiver acknowledges bytes the capture never held, when a bound is hit, or when the
+connection ends. Bounds: bytes buffered per flow (``bound_flow_bytes``), in total
+(``bound_total_bytes``), number of connections (``bound_flows``: the least recently
+active are closed first); each hit is counted.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Protocol
+
+from sniffer.parsers.base import Direction
+
+__all__ = ["Connection", "Half", "Reassembler", "StreamSink"]
+
+M32 = 0xFFFFFFFF
+HALF32 = 0x80000000
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+CLIENT = Direction.CLIENT
+SERVER = Direction.SERVER
+
+
+class Half:
+    """One direction of a connection: what its sender has sent."""
+
+    __slots__ = ("conn", "dir", "ip", "port", "next", "isn", "ooo", "ooo_bytes", "fin", "peer")
+
+    def __init__(self, conn: Connection, direction: Direction, ip: bytes, port: int) -> None:
+        self.conn = conn
+        self.dir = direction
+        self.ip = ip
+        self.port = port
+        self.next: int | None = None
+        """Sequence number of the next in-order byte (None until the side is seen)."""
+        self.isn: int | None = None
+        self.ooo: dict[int, tuple[bytes, float]] = {}
+        self.ooo_bytes = 0
+        self.fin: int | None = None
+        """Sequence number of the FIN, once seen."""
+        self.peer: Half = self
+
+
+class Connection:
+    """One TCP connection. The slots after ``last`` belong to the sink (the pipeline)."""
+
+    __slots__ = (
+        "client",
+        "server",
+        "syn",
+        "first",
+        "last",
+        "keys",
+        # used by the pipeline
+        "state",
+        "proto",
+        "parser",
+        "expire",
+        "pending",
+        "pending_bytes",
+        "opening",
+        "raw",
+        "index",
+        "error",
+        "stream",
+        "tries",
+    )
+
+    def __init__(self, ts: float) -> None:
+        self.client: Half
+        self.server: Half
+        self.syn = False
+        self.first = ts
+        self.last = ts
+        self.keys: tuple[Any, Any] = ((), ())
+        self.state = 0
+        self.proto: Any = None
+        self.parser: Any = None
+        self.expire: Any = None
+        self.pending: list[tuple[Direction, bytes, float, int]] | None = None
+        self.pending_bytes = 0
+        self.opening = [b"", b""]
+        self.raw: Any = None
+        self.index = 0
+        self.error = ""
+        self.stream = ""
+        self.tries = 0
+
+    def isns(self) -> tuple[int, int]:
+        """Client and server ISN (or first seen sequence number; 0 when never seen)."""
+        return (self.client.isn or 0, self.server.isn or 0)
+
+
+class StreamSink(Protocol):
+    def opened(self, conn: Connection) -> None: ...
+    def data(self, conn: Connection, direction: Direction, data: bytes, ts: float) -> None: ...
+    def gap(self, conn: Connection, direction: Direction, length: int, ts: float) -> None: ...
+    def closed(self, conn: Connection, ts: float) -> None: ...
+
+
+class Reassembler:
+    def __init__(
+        self,
+        sink: StreamSink,
+        *,
+        server_ports: set[int] | frozenset[int] = frozenset(),
+        idle_timeout: float = 120.0,
+        max_flow_bytes: int = 4 << 20,
+        max_total_bytes: int = 128 << 20,
+        max_flows: int = 20000,
+    ) -> None:
+        self.sink = sink
+        self.server_ports = frozenset(server_ports)
+        self.idle_timeout = idle_timeout
+        self.max_flow_bytes = max_flow_bytes
+        self.max_total_bytes = max_total_bytes
+        self.max_flows = max_flows
+        self.halves: dict[tuple[bytes, int, bytes, int], Half] = {}
+        self.conns: dict[Connection, None] = {}
+        self.buffered = 0
+        self._closed: OrderedDict[tuple[bytes, int, bytes, int], float] = OrderedDict()
+        self.counters: dict[str, int] = {
+            "flows": 0,
+            "tcp_segments": 0,
+            "retransmissions": 0,
+            "out_of_order": 0,
+            "gaps": 0,
+            "gap_bytes": 0,
+            "closed_fin": 0,
+            "closed_rst": 0,
+            "closed_idle": 0,
+            "closed_evicted": 0,
+            "late_segments": 0,
+            "bound_flow_bytes": 0,
+            "bound_total_bytes": 0,
+            "bound_flows": 0,
+            "dropped_segments": 0,
+        }
+
+    # -- the per-segment path -----------------------------------------------------------
+
+    def segment(
+        self,
+        ts: float,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        payload: Any,
+    ) -> None:
+        half = self.halves.get((src, sport, dst, dport))
+        n = len(payload)
+        if half is None:
+            if flags & RST or not (n or flags & SYN):
+                return
+            if not flags & SYN and self._closed:
+                t = self._closed.get((src, sport, dst, dport))
+                if t is not None and ts - t < self.idle_timeout:
+                    self.counters["late_segments"] += 1
+                    return
+            half = self._open(ts, src, dst, sport, dport, flags)
+        conn = half.conn
+        conn.last = ts
+        if flags & SYN:
+            if half.next is None or not n:
+                half.isn = seq
+                half.next = (seq + 1) & M32
+                if flags & ACK:
+                    peer = half.peer
+                    if peer.next is None:
+                        peer.isn = (ack - 1) & M32
+                        peer.next = ack
+            seq = (seq + 1) & M32
+        if n:
+            nxt = half.next
+            if nxt is None:
+                half.isn = nxt = seq
+            d = (seq - nxt) & M32
+            if d == 0:
+                half.next = (seq + n) & M32
+                self.sink.data(conn, half.dir, bytes(payload), ts)
+                if half.ooo:
+                    self._drain(half)
+            elif d < HALF32:
+                self._buffer(half, seq, payload, ts)
+            else:
+                back = (nxt - seq) & M32
+                if back >= n:
+                    self.counters["retransmissions"] += 1
+                else:  # overlap: the part already delivered is dropped
+                    half.next = (seq + n) & M32
+                    self.sink.data(conn, half.dir, bytes(payload[back:]), ts)
+                    if half.ooo:
+                        self._drain(half)
+        if flags & ACK:
+            peer = half.peer
+            if peer.ooo and peer.next is not None and 0 < ((ack - peer.next) & M32) < HALF32:
+                # the receiver has bytes the capture never held: they are lost
+                self._skip(peer, ts)
+        if flags & (FIN | RST):
+            if flags & RST:
+                self._close(conn, ts, "closed_rst")
+                return
+            half.fin = (seq + n) & M32
+            peer = half.peer
+            if (
+                peer.fin is not None
+                and half.next == half.fin
+                and peer.next == peer.fin
+                and not half.ooo
+                and not peer.ooo
+            ):
+                self._close(conn, ts, "closed_fin")
+
+    def _open(self, ts: float, src: bytes, dst: bytes, sport: int, dport: int, flags: int) -> Half:
+        if len(self.conns) >= self.max_flows:
+            self._evict(ts)
+        if flags & SYN:
+            sender_is_client = not flags & ACK
+        else:
+            sp = sport in self.server_ports
+            dp = dport in self.server_ports
+            sender_is_client = dp if sp != dp else dport <= sport
+        conn = Connection(ts)
+        conn.syn = bool(flags & SYN)
+        a = Half(conn, CLIENT if sender_is_client else SERVER, src, sport)
+        b = Half(conn, SERVER if sender_is_client else CLIENT, dst, dport)
+        a.peer, b.peer = b, a
+        conn.client, conn.server = (a, b) if sender_is_client else (b, a)
+        ka = (src, sport, dst, dport)
+        kb = (dst, dport, src, sport)
+        conn.keys = (ka, kb)
+        self.halves[ka] = a
+        self.halves[kb] = b
+        self.conns[conn] = None
+        self.counters["flows"] += 1
+        self.sink.opened(conn)
+        return a
+
+    def _buffer(self, half: Half, seq: int, payload: Any, ts: float) -> None:
+        c = self.counters
+        ooo = half.ooo
+        old = ooo.get(seq)
+        n = len(payload)
+        if old is not None:
+            c["retransmissions"] += 1
+            if len(old[0]) >= n:
+                return
+            self._release(half, len(old[0]))
+        c["out_of_order"] += 1
+        ooo[seq] = (bytes(payload), ts)
+        half.ooo_bytes += n
+        self.buffered += n
+        while half.ooo_bytes > self.max_flow_bytes and half.ooo:
+            c["bound_flow_bytes"] += 1
+            self._skip(half, ts)
+        if self.buffered > self.max_total_bytes:
+            c["bound_total_bytes"] += 1
+            while self.buffered > self.max_total_bytes and half.ooo:
+                self._skip(half, ts)
+            if self.buffered > self.max_total_bytes:
+                self._shed(ts)
+
+    def _release(self, half: Half, n: int) -> None:
+        half.ooo_bytes -= n
+        self.buffered -= n
+
+    def _shed(self, ts: float) -> None:
+        """Free buffered bytes of the fullest flows until under the total bound."""
+        fullest = sorted(
+            (h for conn in self.conns for h in (conn.client, conn.server) if h.ooo),
+            key=lambda h: -h.ooo_bytes,
+        )
+        for h in fullest:
+            while h.ooo and self.buffered > self.max_total_bytes // 2:
+                self._skip(h, ts)
+            if self.buffered <= self.max_total_bytes // 2:
+                break
+
+    def _skip(self, half: Half, ts: float) -> None:
+        """Declare the hole before the earliest buffered segment lost, and go on."""
+        nxt = half.next
+        assert nxt is not None
+        first = min(half.ooo, key=lambda s: (s - nxt) & M32)
+        gap = (first - nxt) & M32
+        if gap >= HALF32:
+            gap = 0
+        else:
+            half.next = first
+        if gap:
+            self.counters["gaps"] += 1
+            self.counters["gap_bytes"] += gap
+            self.sink.gap(half.conn, half.dir, gap, ts)
+        self._drain(half)
+
+    def _drain(self, half: Half) -> None:
+        ooo = half.ooo
+        conn = half.conn
+        sink = self.sink
+        while ooo:
+            nxt = half.next
+            assert nxt is not None
+            item = ooo.pop(nxt, None)
+            if item is None:
+                for s in ooo:
+                    if (nxt - s) & M32 < HALF32:
+                        break
+                else:
+                    return
+                data, t = ooo.pop(s)
+                self._release(half, len(data))
+                back = (nxt - s) & M32
+                if back >= len(data):
+                    self.counters["retransmissions"] += 1
+                    continue
+                data = data[back:]
+            else:
+                data, t = item
+                self._release(half, len(data))
+            half.next = (nxt + len(data)) & M32
+            sink.data(conn, half.dir, data, t)
+
+    # -- ends -----------------------------------------------------------------------------
+
+    def _close(self, conn: Connection, ts: float, reason: str) -> None:
+        if conn not in self.conns:
+            return
+        for h in (conn.client, conn.server):
+            while h.ooo:
+                self._skip(h, ts)
+        del self.conns[conn]
+        closed = self._closed
+        for k in conn.keys:
+            self.halves.pop(k, None)
+            closed[k] = ts
+            closed.move_to_end(k)
+        while len(closed) > 4096:
+            closed.popitem(last=False)
+        self.counters[reason] += 1
+        self.sink.closed(conn, ts)
+
+    def _evict(self, ts: float) -> None:
+        victims = sorted(self.conns, key=lambda c: c.last)[: max(1, len(self.conns) // 8)]
+        for conn in victims:
+            self.counters["bound_flows"] += 1
+            self._close(conn, ts, "closed_evicted")
+
+    def sweep(self, now: float) -> None:
+        """Close connections idle for longer than the idle time-out."""
+        limit = now - self.idle_timeout
+        for conn in [c for c in self.conns if c.last < limit]:
+            self._close(conn, now, "closed_idle")
+
+    def close_all(self, ts: float) -> None:
+        for conn in list(self.conns):
+            self._close(conn, ts, "closed_idle")
