@@ -3,7 +3,12 @@ fuzzed, on the shared capture (compared with tshark), and live against a real se
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import struct
+import subprocess
+import tempfile
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +16,7 @@ from hypothesis import strategies as st
 from sniffer.parsers.postgres import PROTOCOL, PostgresParser, sql_verb
 from sniffer.parsers.registry import Verdict
 from tests.conftest import pcap
+from tests.sniffer.parsers.livecap import free_port, need, server, tcpdump
 from tests.sniffer.parsers.protohelp import C, S, capture_exchanges, fuzz_feed, run, three_ways
 
 
@@ -232,3 +238,63 @@ def test_shared_capture_matches_tshark() -> None:
     assert all(g["response"]["encrypted"] for g in gss)
     sel = [e for e in es if e["request"].get("query", "").startswith("select revision")]
     assert sel[0]["response"]["rows"] == 1  # tshark: the one DataRow
+
+
+def test_live_postgres_server() -> None:
+    """A real PostgreSQL (initdb + postgres as user postgres) on loopback, psycopg as
+    client (SCRAM auth, SSL refused, simple and extended queries, an error)."""
+    need("initdb", "postgres", "runuser")
+    # pytest's tmp dirs are private to root: the server's files live where postgres can go
+    with tempfile.TemporaryDirectory(prefix="kubeweir-pg-") as tmp:
+        _live_postgres(Path(tmp))
+
+
+def _live_postgres(tmp_path: Path) -> None:
+    import psycopg
+
+    tmp_path.chmod(0o755)
+    data = tmp_path / "pg"
+    data.mkdir()
+    (tmp_path / "pw").write_text("s3cret-pw\n")
+    shutil.chown(tmp_path, "postgres")
+    shutil.chown(data, "postgres")
+    shutil.chown(tmp_path / "pw", "postgres")
+    subprocess.run(
+        ["runuser", "-u", "postgres", "--", "initdb", "-D", str(data), "-U", "app",
+         "--pwfile", str(tmp_path / "pw"), "--auth-host=scram-sha-256", "--auth-local=trust",
+         "--no-sync", "-E", "UTF8"],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    port = free_port()
+    args = ["postgres", "-D", str(data), "-p", str(port), "-k", str(tmp_path),
+            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "ssl=off"]  # fmt: skip
+    cap = tmp_path / "pg.pcap"
+    dsn = f"host=127.0.0.1 port={port} user=app password=s3cret-pw dbname=postgres"
+    with server(args, port, user="postgres", timeout=60), tcpdump(cap, port):
+        with psycopg.connect(dsn + " sslmode=prefer gssencmode=disable") as conn:
+            conn.autocommit = True
+            conn.pgconn.exec_(b"CREATE TABLE t (id int, name text)")
+            conn.execute("INSERT INTO t VALUES (%s, %s), (%s, %s)", (1, "a", 2, "b"))
+            assert conn.execute("SELECT name FROM t WHERE id > %s", (0,)).fetchall() == [
+                ("a",),
+                ("b",),
+            ]
+            with contextlib.suppress(psycopg.errors.UndefinedTable):
+                conn.execute("SELECT * FROM missing")
+            conn.pgconn.exec_(b"SELECT 1; SELECT 2")
+    es = capture_exchanges(str(cap), "postgres", port, "postgres")
+    kinds = [(e["request"]["method"], e["request"]["kind"]) for e in es]
+    assert ("SSLRequest", "ssl") in kinds
+    start = next(e for e in es if e["request"]["kind"] == "startup")
+    assert start["request"]["user"] == "app" and start["request"]["database"] == "postgres"
+    assert start["response"]["auth"] == "sasl" and start["request"]["password"]
+    assert "s3cret-pw" not in repr(start["summary"])
+    by = {e["request"].get("query"): e for e in es}
+    assert by["CREATE TABLE t (id int, name text)"]["response"]["tag"] == "CREATE TABLE"
+    ins = by["INSERT INTO t VALUES ($1, $2), ($3, $4)"]
+    assert ins["request"]["params"] == 4 and ins["response"]["tag"] == "INSERT 0 2"
+    sel = by["SELECT name FROM t WHERE id > $1"]
+    assert sel["response"]["rows"] == 2 and sel["response"]["columns"] == ["name"]
+    assert by["SELECT * FROM missing"]["response"]["sqlstate"] == "42P01"
+    assert by["SELECT 1; SELECT 2"]["response"]["tag"] == "SELECT 1"
+    assert all(e["error"] == "" for e in es)

@@ -3,13 +3,18 @@ capture, and live against a real redis-server captured with tcpdump."""
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
+
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sniffer.parsers.base import ParserLimits
 from sniffer.parsers.redis import PROTOCOL, RedisParser, command_keys
 from sniffer.parsers.registry import Verdict
-from tests.sniffer.parsers.protohelp import C, S, fuzz_feed, run, three_ways
+from tests.conftest import pcap
+from tests.sniffer.parsers.livecap import free_port, need, server, tcpdump
+from tests.sniffer.parsers.protohelp import C, S, capture_exchanges, fuzz_feed, run, three_ways
 
 
 def cmd(*words: str | bytes) -> bytes:
@@ -187,3 +192,72 @@ def test_fuzz_only_parse_error(chunks: list[tuple[bool, bytes]]) -> None:
 )), max_size=40))  # fmt: skip
 def test_fuzz_resp_tokens(chunks: list[tuple[bool, bytes]]) -> None:
     fuzz_feed(RedisParser, chunks)
+
+
+def test_shared_capture_matches_tshark() -> None:
+    # tshark -r redis_large_reply.pcap -Y resp -T fields -e tcp.srcport
+    #   -e resp.bulk_string.value   → client commands (hex-decoded):
+    #   COMMAND DOCS; SET FIVE_HUNDRED_X <500 X>; SET THOUSAND_X <1000 X>;
+    #   GET FIVE_HUNDRED_X; GET THOUSAND_X — answered by a ~240 KB array, +OK ×2 and the
+    #   two values.
+    es = capture_exchanges(str(pcap("redis_large_reply.pcap")), "redis", 6379)
+    assert [(e["request"]["command"], e["request"]["keys"]) for e in es] == [
+        ("COMMAND DOCS", []),
+        ("SET", ["FIVE_HUNDRED_X"]),
+        ("SET", ["THOUSAND_X"]),
+        ("GET", ["FIVE_HUNDRED_X"]),
+        ("GET", ["THOUSAND_X"]),
+    ]
+    assert [e["response"]["type"] for e in es] == ["array", "simple", "simple", "bulk", "bulk"]
+    assert [e["response"].get("size") for e in es[3:]] == [500, 1000]
+    assert all(not e["error"] for e in es)
+
+
+def test_live_redis_server(tmp_path: Path) -> None:
+    """redis-server on loopback, redis-py (RESP2 and RESP3), tcpdump on its port."""
+    import redis
+
+    need("redis-server")
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--requirepass", "sekret", "--dir", str(tmp_path)]  # fmt: skip
+    cap = tmp_path / "redis.pcap"
+    with server(args, port), tcpdump(cap, port):
+        r = redis.Redis(port=port, password="sekret", protocol=2)
+        r.set("user:1", "alice")
+        assert r.get("user:1") == b"alice"
+        with contextlib.suppress(redis.ResponseError):
+            r.execute_command("NOSUCHCMD", "x")
+        pipe = r.pipeline(transaction=False)
+        pipe.incr("n").lpush("l", "a", "b").lrange("l", 0, -1)
+        pipe.execute()
+        ps = r.pubsub()
+        ps.subscribe("news")
+        assert ps.get_message(timeout=2)["type"] == "subscribe"
+        r.publish("news", "hello")
+        msg = ps.get_message(timeout=2)
+        assert msg is not None and msg["data"] == b"hello"
+        ps.close()
+        r3 = redis.Redis(port=port, password="sekret", protocol=3)
+        r3.hset("h", mapping={"f": "v"})
+        assert r3.hgetall("h") == {b"f": b"v"}
+        r.close()
+        r3.close()
+    es = capture_exchanges(str(cap), "redis", port, "redis")
+    cmds = [e["request"].get("command") for e in es]
+    for want in ["SET", "GET", "NOSUCHCMD", "INCRBY", "LPUSH", "LRANGE", "SUBSCRIBE",
+                 "PUBLISH", "HELLO", "HSET", "HGETALL"]:  # fmt: skip
+        assert want in cmds, (want, cmds)
+    by = {e["request"].get("command"): e for e in es}
+    assert by["GET"]["summary"] == 'GET user:1 → "alice"'
+    assert by["NOSUCHCMD"]["response"]["error"].startswith("ERR unknown command")
+    assert by["LRANGE"]["response"]["value"] == "array(2)"
+    assert by["HGETALL"]["response"]["type"] == "map"  # RESP3
+    pushes = [e for e in es if e["response"].get("type") == "push"]
+    assert [(p["response"]["channel"], p["response"]["value"]) for p in pushes] == [
+        ("news", '"hello"')
+    ]
+    auths = [e for e in es if e["request"].get("password")]
+    assert auths and all(a["request"]["password"] == "sekret" for a in auths)
+    assert all("sekret" not in repr(e["request"].get("args")) + e["summary"] for e in es)
+    assert all(e["error"] in ("", "no response") for e in es)
