@@ -130,8 +130,7 @@ class SamlServiceProvider:
         u = urlsplit(self.config.public_url)
         return {
             "https": "on" if u.scheme == "https" else "off",
-            "http_host": u.hostname or "",
-            "server_port": u.port or (443 if u.scheme == "https" else 80),
+            "http_host": u.netloc,
             "script_name": (u.path.rstrip("/") + path),
             "get_data": get or {},
             "post_data": post or {},

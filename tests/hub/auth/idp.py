@@ -71,7 +71,7 @@ class AuthnRequestInfo:
     relay_state: str
 
 
-class TestIdP:
+class PysamlIdP:
     """pysaml2 as an IdP for one SP."""
 
     entity_id = "https://idp.test.internal/metadata"
@@ -165,6 +165,13 @@ class TestIdP:
             digest_alg=DIGEST_SHA1 if sha1 else DIGEST_SHA256,
         )
         return str(resp).encode()
+
+    @staticmethod
+    def assertion_id(xml: bytes) -> str:
+        root = etree.fromstring(xml)
+        assertion = root.find("saml:Assertion", NS)
+        assert assertion is not None
+        return str(assertion.get("ID"))
 
     def sign(self, xml: bytes, node_id: str) -> bytes:
         """Sign the element with ``ID=node_id`` in ``xml`` with this IdP's key."""
