@@ -601,23 +601,26 @@ class _Job:
         ACL SETUSER >password: the credential arguments."""
         command = str(msg.get("command") or msg.get("method") or "").upper()
         upper = [a.upper() if isinstance(a, str) else "" for a in args]
-        off = 1 if upper and upper[0] == command.split(" ")[0] else 0
         secret_idx: list[int] = []
-        if command == "AUTH":
-            secret_idx = list(range(off, len(args)))
-        elif command in ("HELLO", "MIGRATE"):
+        # A parser that moves the password to its own field (``password``, redacted by the
+        # field rule) has already taken it out of ``args``; only the name is left there.
+        separated = "password" in msg
+        if command == "AUTH" and not separated and args:
+            secret_idx = [len(args) - 1]  # AUTH [username] password
+        elif command in ("HELLO", "MIGRATE") and not separated:
             for i, a in enumerate(upper):
-                if a == "AUTH":
-                    n = 2 if command == "HELLO" else 1
-                    secret_idx += list(range(i + 1, min(i + 1 + n, len(args))))
-                elif a == "AUTH2":
-                    secret_idx += list(range(i + 1, min(i + 3, len(args))))
+                if a == "AUTH":  # HELLO ... AUTH username password; MIGRATE ... AUTH password
+                    j = i + 2 if command == "HELLO" else i + 1
+                    if j < len(args):
+                        secret_idx.append(j)
+                elif a == "AUTH2" and i + 2 < len(args):  # MIGRATE ... AUTH2 username password
+                    secret_idx.append(i + 2)
         elif command in ("CONFIG", "CONFIG SET"):
             for i, a in enumerate(upper):
                 if a in ("REQUIREPASS", "MASTERAUTH") and i + 1 < len(args):
                     secret_idx.append(i + 1)
         elif command in ("ACL", "ACL SETUSER"):
-            for i, a in enumerate(args):
+            for i, a in enumerate(args):  # >password, <password, #hash, !hash
                 if isinstance(a, str) and a[:1] in (">", "<", "#", "!") and len(a) > 1:
                     secret_idx.append(i)
         out = list(args)
