@@ -1,0 +1,1005 @@
+"""HTTP/1.0 and HTTP/1.1 (RFC 9112): a sans-IO reader per direction, paired into exchanges.
+
+Bytes of each direction go through a small state machine (the ``_READERS`` table: one
+reader per ``(direction, state)``) that yields events (``_http_events``); the pairing layer
+matches responses to requests in order (pipelining included) and hands out ``Exchange``
+records. A partial message waits in an incremental buffer and resumes where it stopped.
+
+Entry fields (``proto="http"``):
+
+- request: ``method``, ``path``, ``query``, ``version``, ``host``, ``headers`` (lower-cased
+  names; repeated fields joined by ``", "``, ``set-cookie`` by ``"\\n"``), ``body``,
+  ``body_encoding`` (``utf8``/``base64``), ``body_size`` (bytes on the wire, de-chunked),
+  ``body_truncated``, ``content_type``; ``trailers`` when a chunked body had some;
+  ``body_error`` when content decoding stopped (bomb bound, corrupt data);
+  ``decoded_size`` when the body had a ``Content-Encoding`` we decode (gzip, deflate, br).
+- response: ``status``, ``reason``, ``version``, ``headers``, the same body fields,
+  ``upgrade`` (the protocol switched to, e.g. ``websocket``, ``h2c``, ``tcp``; ``CONNECT``
+  for a tunnel) when the connection stopped speaking HTTP after it, and ``informational``
+  (the 1xx statuses that came before it, e.g. ``[100]``).
+- error: ``no response`` (none before the connection ended), ``no request`` (the request
+  was not captured), ``gap`` (bytes missing from the capture broke the message),
+  ``incomplete response`` (the connection ended inside the response).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Callable
+from operator import itemgetter
+from typing import Any, ClassVar
+
+from sniffer.parsers._http_body import BodySink, body_fields
+from sniffer.parsers._http_events import (
+    BodyChunk,
+    RequestHead,
+    ResponseHead,
+    Trailers,
+)
+from sniffer.parsers.base import Direction, Exchange, ParseError, ParserLimits, StreamParser
+from sniffer.parsers.registry import StreamProtocol, Verdict
+
+__all__ = ["HttpParser", "PROTOCOL", "PROTOCOL_FIELDS", "detect"]
+
+PROTOCOL_FIELDS: dict[str, tuple[str, ...]] = {
+    "request": (
+        "method", "path", "query", "version", "host", "headers", "body", "body_encoding",
+        "body_size", "body_truncated", "content_type",
+    ),
+    "response": (
+        "status", "reason", "version", "headers", "body", "body_encoding", "body_size",
+        "body_truncated", "content_type",
+    ),
+    "extra": ("upgrade", "body_error", "trailers", "decoded_size", "informational"),
+}  # fmt: skip
+
+# RFC 9110 §9 and the registered WebDAV/other methods: what detection and
+# re-synchronisation accept as a request start. (Parsing itself accepts any token.)
+_METHODS = frozenset(
+    b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND PROPPATCH MKCOL COPY "
+    b"MOVE LOCK UNLOCK REPORT SEARCH MKCALENDAR MKACTIVITY CHECKOUT MERGE PURGE "
+    b"LINK UNLINK ACL BIND REBIND UNBIND ORDERPATCH UPDATE LABEL VERSION-CONTROL".split()
+)
+_MAX_METHOD = max(len(m) for m in _METHODS)
+_RESYNC_LIMIT = 4
+"""Times ``max_header_bytes`` skipped before any message is found → not HTTP."""
+
+_NO_BODY: dict[str, Any] = {
+    "body": "",
+    "body_encoding": "utf8",
+    "body_size": 0,
+    "body_truncated": False,
+}
+
+
+class _State(enum.IntEnum):
+    HEAD = 0
+    """Waiting for a start line and header section (RFC 9112 §2.1)."""
+    BODY_LENGTH = 1
+    """Content-Length body (RFC 9112 §6.2)."""
+    CHUNK_SIZE = 2
+    """chunk-size line (RFC 9112 §7.1)."""
+    CHUNK_DATA = 3
+    CHUNK_CRLF = 4
+    """The CRLF after chunk-data."""
+    TRAILERS = 5
+    """trailer-section after the last chunk (RFC 9112 §7.1.2)."""
+    BODY_CLOSE = 6
+    """Body delimited by the close of the connection (RFC 9112 §6.3 rule 8)."""
+    PAUSED = 7
+    """Client after an Upgrade/CONNECT request: wait for the response to decide."""
+    TUNNEL = 8
+    """Protocol switched (RFC 9110 §7.8, 101) or tunnel (CONNECT 2xx): count, don't parse."""
+    RESYNC = 9
+    """After a gap or a mid-stream start: skipping to the next message start."""
+
+
+class _Msg:
+    """One message being read (request or response) and what pairing needs of it."""
+
+    __slots__ = (
+        "ts", "gaps", "fields", "sink", "done", "emitted", "req", "method", "target",
+        "upgrade", "interim", "lost", "answered", "body",
+    )  # fmt: skip
+
+    def __init__(self, ts: float, fields: dict[str, Any] | None, method: str = "") -> None:
+        self.ts = ts
+        self.gaps = 0
+        self.fields = fields
+        self.sink: BodySink | None = None
+        self.done = False
+        """The whole message was read."""
+        self.emitted = False
+        """Its body fields were written into ``fields`` (done once)."""
+        self.req: _Msg | None = None
+        """For a response: the request it answers."""
+        self.method = method
+        self.target = ""
+        self.upgrade = False
+        """Request: asked for Upgrade/CONNECT. Response: the protocol switched."""
+        self.interim: list[int] | None = None
+        self.lost = fields is None
+        """A placeholder for a request lost in a capture gap."""
+        self.answered = False
+        """Request: its response head has been read."""
+        self.body: bytes | None = None
+        """The body while it is one chunk (the common case needs no ``BodySink``)."""
+
+
+class _Half:
+    """One direction's reader state and incremental buffer."""
+
+    __slots__ = (
+        "direction", "readers", "state", "buf", "pos", "scan", "remaining", "msg",
+        "start_ts", "pending_gap", "messages", "skipped", "tunnel",
+    )  # fmt: skip
+
+    def __init__(self, direction: Direction) -> None:
+        self.direction = direction
+        self.readers = _READERS[direction]
+        self.state = _State.HEAD
+        self.buf: bytes | bytearray = b""
+        self.pos = 0
+        """Start of the unread bytes in ``buf``."""
+        self.scan = 0
+        """Where the search for the end of a head resumes (never re-scan)."""
+        self.remaining = 0
+        """Bytes left of a Content-Length body or of the current chunk."""
+        self.msg: _Msg | None = None
+        self.start_ts: float | None = None
+        """Capture time of the first byte of the message being read."""
+        self.pending_gap = 0
+        """Bytes lost before the next message on this direction."""
+        self.messages = 0
+        self.skipped = 0
+        """Captured bytes skipped while re-synchronising."""
+        self.tunnel = 0
+        """Bytes after a protocol switch (counted, not parsed)."""
+
+
+_Reader = Callable[["HttpParser", _Half, float], bool]
+
+
+def _content_length(value: str) -> int:
+    """RFC 9110 §8.6: one non-negative integer; a list of identical values is accepted."""
+    if value.isdigit():
+        return int(value)
+    parts = {p.strip() for p in value.split(",")}
+    if len(parts) == 1:
+        (p,) = parts
+        if p.isdigit():
+            return int(p)
+    raise ParseError(f"invalid Content-Length {value[:40]!r}")
+
+
+def _decode_head(raw: bytes | bytearray) -> list[str]:
+    """Header bytes → lines. UTF-8 when valid, else latin-1 (never fails). RFC 9112 §2.2
+    lets a recipient accept a bare LF as a line terminator."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n")
+    return text.split("\n")
+
+
+def _parse_fields(lines: list[str], start: int) -> dict[str, str]:
+    """RFC 9112 §5: field lines. Names lower-cased; repeats joined (RFC 9110 §5.3)."""
+    items = [line.partition(":") for line in (lines[start:] if start else lines)]
+    headers = {name.lower(): value.strip() for name, _, value in items}
+    # The common case ends here: every line had a colon, no name was repeated, and no
+    # name holds white space (space before the colon, or an obs-fold line).
+    if len(headers) == len(items) and all(map(_COLON, items)):
+        names = "".join(headers)
+        if " " not in names and "\t" not in names:
+            return headers
+    return _parse_fields_slow(items)
+
+
+_COLON = itemgetter(1)
+_WS = (" ", "\t")
+
+
+def _parse_fields_slow(items: list[tuple[str, str, str]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    last = ""
+    for name, colon, value in items:
+        if not name and not colon:
+            continue  # an empty line
+        if name[:1] in _WS:
+            # RFC 9112 §5.2: obs-fold, replaced by a space
+            if not last:
+                raise ParseError("continuation line before any header field")
+            headers[last] = headers[last] + " " + (name + colon + value).strip()
+            continue
+        if not colon:
+            raise ParseError(f"header line without a colon: {name[:60]!r}")
+        # RFC 9112 §5.1: no whitespace is allowed before the colon; we tolerate it
+        name = name.rstrip().lower()
+        if not name:
+            raise ParseError("header field with an empty name")
+        value = value.strip()
+        old = headers.get(name)
+        if old is None:
+            headers[name] = value
+        elif name == "set-cookie":
+            headers[name] = old + "\n" + value
+        else:
+            headers[name] = old + ", " + value
+        last = name
+    return headers
+
+
+def _find_head_end(buf: bytes | bytearray, pos: int, scan: int) -> tuple[int, int]:
+    """(end of the header section, start of what follows) or (-1, -1)."""
+    end = buf.find(b"\r\n\r\n", scan)
+    if end >= 0:
+        # a bare-LF message earlier in the buffer ends first
+        lf = buf.find(b"\n\n", pos, end)
+        if lf >= 0:
+            return lf, lf + 2
+        return end, end + 4
+    lf = buf.find(b"\n\n", scan)
+    if lf >= 0:
+        return lf, lf + 2
+    return -1, -1
+
+
+def _split_target(target: str) -> tuple[str, str, str]:
+    """(path, query, host-from-target) — RFC 9112 §3.2 request-target forms."""
+    host = ""
+    if target[:1] != "/" and "://" in target:
+        # absolute-form (§3.2.2): the authority is in the target
+        rest = target.split("://", 1)[1]
+        slash = rest.find("/")
+        if slash < 0:
+            host, target = rest, "/"
+        else:
+            host, target = rest[:slash], rest[slash:]
+    path, _, query = target.partition("?")
+    return path, query, host
+
+
+def _looks_like_request_line(line: bytes | bytearray) -> bool:
+    sp = line.find(b" ")
+    return 0 < sp <= _MAX_METHOD and bytes(line[:sp]) in _METHODS and b" HTTP/1." in line
+
+
+class HttpParser(StreamParser):
+    """HTTP/1.x on one TCP connection, both directions."""
+
+    proto: ClassVar[str] = "http"
+
+    def __init__(self, limits: ParserLimits | None = None) -> None:
+        super().__init__(limits)
+        self._client = _Half(Direction.CLIENT)
+        self._server = _Half(Direction.SERVER)
+        self._halves = (self._client, self._server)
+        self._pending: deque[_Msg] = deque()
+        """Requests (head read) waiting for their response, in order."""
+        self._done: list[Exchange] = []
+        self._closed = False
+        self._max_head = self.limits.max_header_bytes
+
+    # ------------------------------------------------------------------ public face
+
+    @property
+    def tunnel_bytes(self) -> tuple[int, int]:
+        """Bytes (client, server) seen after the connection switched protocol."""
+        return self._client.tunnel, self._server.tunnel
+
+    @property
+    def skipped_bytes(self) -> tuple[int, int]:
+        """Captured bytes (client, server) skipped while re-synchronising."""
+        return self._client.skipped, self._server.skipped
+
+    def feed(self, direction: Direction, data: bytes, ts: float) -> None:
+        if self._closed or not data:
+            return
+        h = self._halves[direction]
+        if h.state == _State.TUNNEL:
+            h.tunnel += len(data)
+            return
+        buf = h.buf
+        if h.pos >= len(buf):
+            h.buf = data if type(data) is bytes else bytes(data)
+            h.pos = h.scan = 0
+        else:
+            if isinstance(buf, bytearray):
+                if h.pos:
+                    del buf[: h.pos]
+                ba = buf
+            else:
+                ba = bytearray(memoryview(buf)[h.pos :])
+            h.scan = max(0, h.scan - h.pos)
+            h.pos = 0
+            ba += data
+            h.buf = ba
+            if h.state == _State.PAUSED and len(ba) > self._max_head:
+                # the server accepted the switch without us seeing it: stop parsing
+                self._to_tunnel(h)
+                return
+        self._run(h, ts)
+
+    def gap(self, direction: Direction, length: int, ts: float) -> None:
+        if self._closed or length <= 0:
+            return
+        h = self._halves[direction]
+        state = h.state
+        msg = h.msg
+        if state == _State.TUNNEL or state == _State.PAUSED:
+            h.tunnel += length
+            return
+        if state == _State.RESYNC:
+            h.pending_gap += length
+            return
+        if state == _State.BODY_CLOSE and msg is not None:
+            msg.gaps += length
+            if msg.sink is None:
+                msg.sink = self._sink(msg)
+                if msg.body is not None:
+                    msg.sink.add(msg.body)
+                    msg.body = None
+            msg.sink.size += length
+            return
+        if state in (_State.BODY_LENGTH, _State.CHUNK_DATA) and msg is not None:
+            if length <= h.remaining:
+                # the hole is inside a body of known length: framing survives
+                msg.gaps += length
+                if msg.sink is None:
+                    msg.sink = self._sink(msg)
+                    if msg.body is not None:
+                        msg.sink.add(msg.body)
+                        msg.body = None
+                msg.sink.size += length
+                h.remaining -= length
+                if h.remaining == 0:
+                    if state == _State.BODY_LENGTH:
+                        self._end_message(h, ts)
+                    else:
+                        h.state = _State.CHUNK_CRLF
+                return
+        # The framing is lost. A message that had started is broken; when the hole
+        # spans the start of a new message, that message is lost as well.
+        lost_start = False
+        if msg is not None:
+            msg.gaps += length
+            if state == _State.BODY_LENGTH and length > h.remaining:
+                lost_start = True
+            self._break_message(h, ts)
+        else:
+            # idle or inside a head: a message begins in (or before) the hole
+            lost_start = True
+            h.pending_gap += length
+        if lost_start:
+            self._lost_message(h, length)
+        h.buf = b""
+        h.pos = h.scan = 0
+        h.start_ts = None
+        h.state = _State.RESYNC
+
+    def close(self, ts: float) -> None:
+        if self._closed:
+            return
+        srv = self._server
+        if srv.state == _State.BODY_CLOSE and srv.msg is not None:
+            # RFC 9112 §6.3 rule 8: the close ends the body
+            self._end_message(srv, ts)
+        elif srv.msg is not None:
+            msg = srv.msg
+            srv.msg = None
+            self._finish(msg.req, msg, ts, "incomplete response")
+        cli = self._client
+        if cli.msg is not None:
+            cli.msg = None  # its body stays incomplete; it still waits for nothing
+        while self._pending:
+            req = self._pending.popleft()
+            if not req.lost:
+                self._finish(req, None, None, "no response")
+        self._closed = True
+
+    def take(self) -> list[Exchange]:
+        out = self._done
+        self._done = []
+        return out
+
+    # ------------------------------------------------------------------ the loop
+
+    def _run(self, h: _Half, ts: float) -> None:
+        readers = h.readers
+        # every reader needs bytes to act on: stop as soon as the buffer is empty
+        while readers[h.state](self, h, ts) and h.pos < len(h.buf):
+            pass
+        if h.pos >= len(h.buf):
+            h.buf = b""
+            h.pos = h.scan = 0
+
+    # ------------------------------------------------------------------ readers
+
+    def _read_request_head(self, h: _Half, ts: float) -> bool:
+        buf, pos = h.buf, h.pos
+        n = len(buf)
+        if pos >= n:
+            return False
+        # RFC 9112 §2.2: ignore empty lines before a request-line
+        while buf[pos] in (10, 13):
+            pos += 1
+            if pos >= n:
+                h.pos = pos
+                return False
+        h.pos = pos
+        if h.start_ts is None:
+            h.start_ts = ts
+        end, after = _find_head_end(buf, pos, max(h.scan, pos))
+        if end < 0:
+            self._head_incomplete(h, n)
+            return False
+        if end - pos > self._max_head:
+            raise ParseError(f"request head longer than {self._max_head} bytes")
+        lines = _decode_head(buf[pos:end])
+        # RFC 9112 §3: request-line = method SP request-target SP HTTP-version
+        method, _, rest = lines[0].partition(" ")
+        target, _, version = rest.rpartition(" ")
+        if not version.startswith("HTTP/1.") or not target or not method.isupper():
+            return self._bad_start(h, f"not an HTTP/1 request line: {lines[0][:80]!r}")
+        headers = _parse_fields(lines, 1)
+        h.pos = h.scan = after
+        self._on_request_head(h, RequestHead(method, target, version, headers))
+        h.messages += 1
+        # RFC 9112 §6.1, §6.3: request framing
+        te = headers.get("transfer-encoding")
+        if te is not None:
+            if not te.rstrip().lower().endswith("chunked"):
+                raise ParseError(f"request with transfer-encoding {te[:40]!r} (RFC 9112 §6.3)")
+            h.state = _State.CHUNK_SIZE
+            return True
+        cl = headers.get("content-length")
+        if cl is not None:
+            length = _content_length(cl)
+            if length:
+                h.remaining = length
+                h.state = _State.BODY_LENGTH
+                return True
+        self._end_message(h, ts)
+        return True
+
+    def _read_response_head(self, h: _Half, ts: float) -> bool:
+        buf, pos = h.buf, h.pos
+        n = len(buf)
+        if pos >= n:
+            return False
+        while buf[pos] in (10, 13):
+            pos += 1
+            if pos >= n:
+                h.pos = pos
+                return False
+        h.pos = pos
+        if h.start_ts is None:
+            h.start_ts = ts
+        end, after = _find_head_end(buf, pos, max(h.scan, pos))
+        if end < 0:
+            self._head_incomplete(h, n)
+            return False
+        if end - pos > self._max_head:
+            raise ParseError(f"response head longer than {self._max_head} bytes")
+        lines = _decode_head(buf[pos:end])
+        # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+            return self._bad_start(h, f"not an HTTP/1 status line: {lines[0][:80]!r}")
+        status = int(code)
+        headers = _parse_fields(lines, 1)
+        h.pos = h.scan = after
+        h.messages += 1
+        msg = self._on_response_head(h, ResponseHead(status, reason, version, headers))
+        # RFC 9112 §6.3 rules 1-2: no body for 1xx, 204, 304 and answers to HEAD;
+        # 101 and a 2xx to CONNECT switch the connection away from HTTP.
+        req = msg.req if msg is not None else None
+        if status < 200 or status in (204, 304) or (req is not None and req.method == "HEAD"):
+            self._end_message(h, ts)
+            return True
+        if req is not None and req.method == "CONNECT" and status < 300:
+            self._end_message(h, ts)
+            return True
+        te = headers.get("transfer-encoding")
+        if te is not None:
+            # rule 3: chunked last → chunked; otherwise read until close
+            h.state = (
+                _State.CHUNK_SIZE if te.rstrip().lower().endswith("chunked") else _State.BODY_CLOSE
+            )
+            return True
+        cl = headers.get("content-length")
+        if cl is not None:
+            length = _content_length(cl)
+            if length:
+                h.remaining = length
+                h.state = _State.BODY_LENGTH
+                return True
+            self._end_message(h, ts)
+            return True
+        h.state = _State.BODY_CLOSE  # rule 8
+        return True
+
+    def _read_length_body(self, h: _Half, ts: float) -> bool:
+        buf, pos = h.buf, h.pos
+        avail = len(buf) - pos
+        if avail <= 0:
+            return False
+        take = h.remaining if h.remaining < avail else avail
+        self._on_body(h, BodyChunk(bytes(buf[pos : pos + take])))
+        h.pos = h.scan = pos + take
+        h.remaining -= take
+        if h.remaining == 0:
+            self._end_message(h, ts)
+            return True
+        return False
+
+    def _read_chunk_size(self, h: _Half, ts: float) -> bool:
+        buf, pos = h.buf, h.pos
+        nl = buf.find(b"\n", pos)
+        if nl < 0:
+            if len(buf) - pos > 1024:
+                raise ParseError("chunk-size line longer than 1024 bytes")
+            return False
+        # RFC 9112 §7.1: chunk-size [ chunk-ext ] CRLF; chunk-ext ignored (§7.1.1)
+        line = bytes(buf[pos:nl]).split(b";", 1)[0].strip()
+        try:
+            size = int(line, 16)
+        except ValueError:
+            raise ParseError(f"invalid chunk size {line[:20]!r}") from None
+        if size < 0 or len(line) > 16:
+            raise ParseError(f"invalid chunk size {line[:20]!r}")
+        h.pos = h.scan = nl + 1
+        if size == 0:
+            h.state = _State.TRAILERS
+        else:
+            h.remaining = size
+            h.state = _State.CHUNK_DATA
+        return True
+
+    def _read_chunk_data(self, h: _Half, ts: float) -> bool:
+        buf, pos = h.buf, h.pos
+        avail = len(buf) - pos
+        if avail <= 0:
+            return False
+        take = h.remaining if h.remaining < avail else avail
+        self._on_body(h, BodyChunk(bytes(buf[pos : pos + take])))
+        h.pos = h.scan = pos + take
+        h.remaining -= take
+        if h.remaining == 0:
+            h.state = _State.CHUNK_CRLF
+            return True
+        return False
+
+    def _read_chunk_crlf(self, h: _Half, ts: float) -> bool:
+        buf, pos = h.buf, h.pos
+        avail = len(buf) - pos
+        if avail <= 0:
+            return False
+        if buf[pos] == 10:  # bare LF (RFC 9112 §2.2)
+            h.pos = pos + 1
+        elif buf[pos] == 13:
+            if avail < 2:
+                return False
+            if buf[pos + 1] != 10:
+                raise ParseError("chunk data not followed by CRLF")
+            h.pos = pos + 2
+        else:
+            raise ParseError("chunk data not followed by CRLF")
+        h.scan = h.pos
+        h.state = _State.CHUNK_SIZE
+        return True
+
+    def _read_trailers(self, h: _Half, ts: float) -> bool:
+        buf, pos = h.buf, h.pos
+        avail = len(buf) - pos
+        if avail <= 0:
+            return False
+        if buf[pos] == 10 or (buf[pos] == 13 and avail >= 2 and buf[pos + 1] == 10):
+            h.pos = h.scan = pos + (1 if buf[pos] == 10 else 2)
+            self._end_message(h, ts)
+            return True
+        if buf[pos] == 13 and avail < 2:
+            return False
+        end, after = _find_head_end(buf, pos, max(h.scan, pos))
+        if end < 0:
+            if avail > self._max_head:
+                raise ParseError(f"trailer section longer than {self._max_head} bytes")
+            h.scan = max(pos, len(buf) - 3)
+            return False
+        trailers = _parse_fields(_decode_head(buf[pos:end]), 0)
+        h.pos = h.scan = after
+        self._on_trailers(h, Trailers(trailers))
+        self._end_message(h, ts)
+        return True
+
+    def _read_close_body(self, h: _Half, ts: float) -> bool:
+        buf, pos = h.buf, h.pos
+        if pos < len(buf):
+            self._on_body(h, BodyChunk(bytes(buf[pos:])))
+            h.pos = h.scan = len(buf)
+        return False
+
+    def _read_paused(self, h: _Half, ts: float) -> bool:
+        return False  # bytes wait until the response says whether the protocol switched
+
+    def _read_tunnel(self, h: _Half, ts: float) -> bool:
+        h.tunnel += len(h.buf) - h.pos
+        h.pos = h.scan = len(h.buf)
+        return False
+
+    def _read_resync(self, h: _Half, ts: float) -> bool:
+        """Skip to the next line that starts like a message (a request-line with a known
+        method, or ``HTTP/1.`` for a status-line)."""
+        buf, pos = h.buf, h.pos
+        n = len(buf)
+        found = -1
+        if h.direction == Direction.SERVER:
+            i = buf.find(b"HTTP/1.", pos)
+            while i >= 0:
+                if i == pos or buf[i - 1] == 10:
+                    found = i
+                    break
+                i = buf.find(b"HTTP/1.", i + 1)
+            keep_from = max(pos, n - 7)
+        else:
+            i = buf.find(b" HTTP/1.", pos)
+            while i >= 0:
+                ls = buf.rfind(b"\n", pos, i) + 1
+                if ls == 0:
+                    ls = pos
+                if _looks_like_request_line(buf[ls : i + 8]):
+                    found = ls
+                    break
+                i = buf.find(b" HTTP/1.", i + 1)
+            nl = buf.rfind(b"\n", pos)
+            keep_from = max(nl + 1 if nl >= 0 else pos, n - self._max_head)
+        if found >= 0:
+            h.skipped += found - pos
+            h.pos = h.scan = found
+            h.start_ts = None
+            h.state = _State.HEAD
+            return True
+        h.skipped += keep_from - pos
+        h.pos = h.scan = keep_from
+        if (
+            self._client.messages + self._server.messages == 0
+            and self._client.skipped + self._server.skipped > _RESYNC_LIMIT * self._max_head
+        ):
+            raise ParseError(
+                f"no HTTP/1 message start in the first {_RESYNC_LIMIT * self._max_head} bytes"
+            )
+        return False
+
+    # ------------------------------------------------------------------ reader helpers
+
+    def _head_incomplete(self, h: _Half, n: int) -> None:
+        pos = h.pos
+        if n - pos > self._max_head:
+            raise ParseError(f"message head longer than {self._max_head} bytes")
+        h.scan = max(pos, n - 3)
+        if h.messages == 0:
+            # check the start line as soon as it is whole, so that a mid-stream start
+            # re-synchronises (and non-HTTP bytes fail) without waiting for the head end
+            nl = h.buf.find(b"\n", pos)
+            if nl >= 0:
+                line = h.buf[pos:nl]
+                ok = (
+                    _looks_like_request_line(line)
+                    if h.direction == Direction.CLIENT
+                    else line.startswith(b"HTTP/1.")
+                )
+                if not ok:
+                    self._bad_start(h, f"not an HTTP/1 start line: {bytes(line[:80])!r}")
+
+    def _bad_start(self, h: _Half, why: str) -> bool:
+        if h.messages == 0:
+            # the capture began mid-stream (or mid-message): look for the next start
+            h.state = _State.RESYNC
+            h.start_ts = None
+            h.pos += 1
+            h.skipped += 1
+            return True
+        raise ParseError(why)
+
+    def _sink(self, msg: _Msg) -> BodySink:
+        headers = msg.fields["headers"] if msg.fields is not None else {}
+        return BodySink(
+            self.limits.max_body, self.limits.max_decoded, headers.get("content-encoding", "")
+        )
+
+    def _to_tunnel(self, h: _Half) -> None:
+        h.tunnel += len(h.buf) - h.pos
+        h.buf = b""
+        h.pos = h.scan = 0
+        h.state = _State.TUNNEL
+
+    # ------------------------------------------------------------------ pairing
+
+    def _on_request_head(self, h: _Half, ev: RequestHead) -> None:
+        path, query, host = _split_target(ev.target)
+        headers = ev.headers
+        ts = h.start_ts if h.start_ts is not None else 0.0
+        h.start_ts = None
+        msg = _Msg(
+            ts,
+            {
+                "method": ev.method,
+                "path": path,
+                "query": query,
+                "version": ev.version,
+                "host": host or headers.get("host", ""),
+                "headers": headers,
+                "content_type": headers.get("content-type", ""),
+            },
+            ev.method,
+        )
+        msg.target = ev.target
+        if h.pending_gap:
+            msg.gaps, h.pending_gap = h.pending_gap, 0
+        # RFC 9110 §7.8 (Upgrade), §9.3.6 (CONNECT): may switch protocol
+        msg.upgrade = ev.method == "CONNECT" or "upgrade" in headers
+        h.msg = msg
+        self._push(msg)
+
+    def _push(self, msg: _Msg) -> None:
+        if len(self._pending) >= self.limits.max_pending:
+            old = self._pending.popleft()
+            if not old.lost:
+                self._finish(old, None, None, "no response (too many pending requests)")
+        self._pending.append(msg)
+
+    def _on_response_head(self, h: _Half, ev: ResponseHead) -> _Msg | None:
+        ts = h.start_ts if h.start_ts is not None else 0.0
+        h.start_ts = None
+        status = ev.status
+        if 100 <= status < 200 and status != 101:
+            # RFC 9110 §15.2: interim; the final response is still to come
+            if self._pending:
+                first = self._pending[0]
+                if first.interim is None:
+                    first.interim = []
+                first.interim.append(status)
+            h.msg = None
+            return None
+        headers = ev.headers
+        fields: dict[str, Any] = {
+            "status": status,
+            "reason": ev.reason,
+            "version": ev.version,
+            "headers": headers,
+            "content_type": headers.get("content-type", ""),
+        }
+        msg = _Msg(ts, fields)
+        if h.pending_gap:
+            msg.gaps, h.pending_gap = h.pending_gap, 0
+        req = self._pending.popleft() if self._pending else None
+        msg.req = req
+        if req is not None:
+            req.answered = True
+            if req.interim:
+                fields["informational"] = req.interim
+            if req.upgrade and (status == 101 or (req.method == "CONNECT" and status < 300)):
+                msg.upgrade = True
+                fields["upgrade"] = (
+                    "CONNECT" if req.method == "CONNECT" else headers.get("upgrade", "")
+                )
+        elif status == 101:
+            msg.upgrade = True
+            fields["upgrade"] = headers.get("upgrade", "")
+        h.msg = msg
+        return msg
+
+    def _on_body(self, h: _Half, ev: BodyChunk) -> None:
+        msg = h.msg
+        if msg is None:
+            return
+        sink = msg.sink
+        if sink is None:
+            if msg.body is None:
+                msg.body = ev.data
+                return
+            sink = msg.sink = self._sink(msg)
+            sink.add(msg.body)
+            msg.body = None
+        sink.add(ev.data)
+
+    def _on_trailers(self, h: _Half, ev: Trailers) -> None:
+        if h.msg is not None and h.msg.fields is not None and ev.headers:
+            h.msg.fields["trailers"] = ev.headers
+
+    def _end_message(self, h: _Half, ts: float) -> None:
+        """MessageEnd: the current message of ``h`` is complete."""
+        msg = h.msg
+        h.msg = None
+        h.state = _State.HEAD
+        if msg is None:  # an interim response
+            return
+        msg.done = True
+        if h.direction == Direction.CLIENT:
+            self._seal(msg)
+            if msg.upgrade:
+                if not msg.answered:
+                    h.state = _State.PAUSED
+                elif self._server.state == _State.TUNNEL:
+                    self._to_tunnel(h)
+            return
+        self._finish(msg.req, msg, ts, "")
+        req = msg.req
+        if msg.upgrade:
+            self._to_tunnel(self._server)
+            self._to_tunnel(self._client)
+        elif req is not None and req.upgrade and self._client.state == _State.PAUSED:
+            # the server declined the switch: the client's bytes are HTTP after all
+            self._client.state = _State.HEAD
+            self._run(self._client, ts)
+
+    def _seal(self, msg: _Msg) -> None:
+        """Write the body fields into the message's map (once)."""
+        if msg.emitted or msg.fields is None:
+            return
+        msg.emitted = True
+        if msg.body is not None:
+            if "content-encoding" in msg.fields["headers"]:
+                msg.sink = self._sink(msg)
+                msg.sink.add(msg.body)
+            else:
+                body = msg.body
+                complete = msg.done and not msg.gaps
+                limit = self.limits.max_body
+                if len(body) <= limit:
+                    msg.fields.update(body_fields(body, len(body), not complete))
+                else:
+                    msg.fields.update(body_fields(body[:limit], len(body), True))
+                return
+        if msg.sink is None:
+            if msg.done and not msg.gaps:
+                msg.fields.update(_NO_BODY)
+            else:
+                msg.fields.update(_NO_BODY)
+                msg.fields["body_truncated"] = not msg.done
+        else:
+            msg.fields.update(msg.sink.fields(complete=msg.done and not msg.gaps))
+
+    def _break_message(self, h: _Half, ts: float) -> None:
+        """A gap destroyed the framing of the message being read."""
+        msg = h.msg
+        h.msg = None
+        if msg is None:
+            return
+        if h.direction == Direction.CLIENT:
+            self._seal(msg)  # incomplete body; the request still waits for its response
+        else:
+            self._finish(msg.req, msg, None, "gap")
+
+    def _lost_message(self, h: _Half, length: int) -> None:
+        """A message started inside a gap and cannot be read."""
+        if h.direction == Direction.CLIENT:
+            lost = _Msg(0.0, None)
+            lost.gaps = length
+            self._push(lost)
+        elif self._pending:
+            req = self._pending.popleft()
+            if not req.lost:
+                req.gaps += length
+                self._finish(req, None, None, "gap")
+            h.pending_gap = 0
+
+    def _finish(self, req: _Msg | None, resp: _Msg | None, end: float | None, error: str) -> None:
+        """Emit one exchange."""
+        if req is not None and req.lost:
+            gaps = req.gaps
+            req = None
+        else:
+            gaps = 0
+        if req is not None:
+            self._seal(req)
+            request = req.fields
+            gaps += req.gaps
+        else:
+            request = {}
+        if resp is not None:
+            self._seal(resp)
+            response = resp.fields
+            gaps += resp.gaps
+            status = response["status"]  # type: ignore[index]
+            if req is None and not error:
+                error = "no request"
+        else:
+            response = {}
+            status = None
+        if req is not None:
+            target = req.target if len(req.target) <= 200 else req.target[:200] + "…"
+            summary = f"{req.method} {target}"
+            ts = req.ts
+        else:
+            summary = "?"
+            ts = resp.ts if resp is not None else 0.0
+        if status is not None:
+            summary = f"{summary} → {status}"
+        elif error:
+            summary = f"{summary} → {error}"
+        self._done.append(
+            Exchange(
+                proto="http",
+                ts=ts,
+                end=end,
+                request=request or {},
+                response=response or {},
+                summary=summary,
+                error=error,
+                gaps=gaps,
+            )
+        )
+
+
+_READERS: dict[Direction, dict[_State, _Reader]] = {
+    Direction.CLIENT: {
+        _State.HEAD: HttpParser._read_request_head,
+        _State.BODY_LENGTH: HttpParser._read_length_body,
+        _State.CHUNK_SIZE: HttpParser._read_chunk_size,
+        _State.CHUNK_DATA: HttpParser._read_chunk_data,
+        _State.CHUNK_CRLF: HttpParser._read_chunk_crlf,
+        _State.TRAILERS: HttpParser._read_trailers,
+        _State.BODY_CLOSE: HttpParser._read_close_body,
+        _State.PAUSED: HttpParser._read_paused,
+        _State.TUNNEL: HttpParser._read_tunnel,
+        _State.RESYNC: HttpParser._read_resync,
+    },
+    Direction.SERVER: {
+        _State.HEAD: HttpParser._read_response_head,
+        _State.BODY_LENGTH: HttpParser._read_length_body,
+        _State.CHUNK_SIZE: HttpParser._read_chunk_size,
+        _State.CHUNK_DATA: HttpParser._read_chunk_data,
+        _State.CHUNK_CRLF: HttpParser._read_chunk_crlf,
+        _State.TRAILERS: HttpParser._read_trailers,
+        _State.BODY_CLOSE: HttpParser._read_close_body,
+        _State.PAUSED: HttpParser._read_paused,
+        _State.TUNNEL: HttpParser._read_tunnel,
+        _State.RESYNC: HttpParser._read_resync,
+    },
+}
+"""The state machine: which reader handles ``(direction, state)``. Every transition
+is made by the reader that owns the current state (or by ``_end_message``/``gap``)."""
+
+
+# ----------------------------------------------------------------------- detection
+
+_HTTP1 = b"HTTP/1."
+
+
+def detect(data: bytes, direction: Direction) -> Verdict:
+    """Content detector: a request-line start (known method + space) from the client,
+    ``HTTP/1.`` from the server."""
+    if direction == Direction.SERVER:
+        head = data[:7]
+        if head == _HTTP1:
+            return Verdict.YES
+        return Verdict.MORE if _HTTP1.startswith(head) else Verdict.NO
+    sp = data.find(b" ", 0, _MAX_METHOD + 1)
+    if sp < 0:
+        if len(data) > _MAX_METHOD:
+            return Verdict.NO
+        word = bytes(data)
+        return Verdict.MORE if any(m.startswith(word) for m in _METHODS) else Verdict.NO
+    if bytes(data[:sp]) not in _METHODS:
+        return Verdict.NO
+    # request-target: origin-form "/", absolute-form "http...", asterisk "*", or authority
+    nxt = data[sp + 1 : sp + 2]
+    if not nxt:
+        return Verdict.MORE
+    return Verdict.YES if nxt > b" " and nxt != b"\x7f" else Verdict.NO
+
+
+PROTOCOL = StreamProtocol(
+    name="http",
+    factory=HttpParser,
+    detect=detect,
+    ports=frozenset(
+        {80, 81, 591, 2375, 3000, 4000, 5000, 8000, 8008, 8080, 8081, 8088, 8888, 9090}
+    ),
+    midstream=True,
+)
