@@ -1,0 +1,205 @@
+"""``kubeweir read FILE``: parse a pcap/pcapng file into entries on stdout.
+
+Entries stream out while the file is read (NDJSON, one per line, or an aligned table).
+On stderr: a progress bar when stderr is a terminal, damage found in the file (with its
+byte offset), and the final counters. Exit status is non-zero only when nothing could be
+read.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import click
+
+from kubeweir.entry import Entry, entry_to_json
+from sniffer.capture import CaptureError, CaptureReader, open_capture
+from sniffer.pipeline import Pipeline, PipelineSettings
+
+__all__ = ["read", "format_counters", "table_header", "table_row"]
+
+PROGRESS_EVERY = 4096
+
+
+def _port_hints(values: tuple[str, ...]) -> dict[int, str]:
+    hints: dict[int, str] = {}
+    for v in values:
+        port, sep, name = v.partition("=")
+        if not sep or not port.strip().isdigit() or not name.strip():
+            raise click.BadParameter(f"{v!r}: expected PORT=PROTOCOL, e.g. 29518=http2")
+        p = int(port)
+        if not 0 < p < 65536:
+            raise click.BadParameter(f"{v!r}: port out of range")
+        hints[p] = name.strip()
+    return hints
+
+
+def _redactor(enabled: bool) -> Callable[[Entry], Entry] | None:
+    if not enabled:
+        return None
+    import redaction
+
+    factory = getattr(redaction, "default_engine", None)
+    if factory is None:
+        # The redaction engine's default rules are not wired in this build yet; entries
+        # pass unchanged until redaction.default_engine() exists (its engineer wires it).
+        return None
+    engine = factory()
+    apply: Callable[[Entry], Entry] = engine.apply
+    return apply
+
+
+def table_header() -> str:
+    return (
+        f"{'TIME (UTC)':<23} {'PROTO':<8} {'SOURCE':<28} {'DESTINATION':<28} "
+        f"{'ELAPSED':>9}  SUMMARY"
+    )
+
+
+def table_row(e: Entry) -> str:
+    t = datetime.fromtimestamp(e.ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
+    src = f"{_host(e.src.ip)}:{e.src.port}"
+    dst = f"{_host(e.dst.ip)}:{e.dst.port}"
+    el = "" if e.elapsed is None else f"{e.elapsed * 1000:.1f}ms"
+    summary = e.summary
+    if e.error:
+        summary = f"{summary}  [{e.error}]" if summary else f"[{e.error}]"
+    if e.gaps:
+        summary += f"  [gap {e.gaps} B]"
+    return f"{t:<23} {e.proto:<8} {src:<28} {dst:<28} {el:>9}  {summary}"
+
+
+def _host(ip: str) -> str:
+    return f"[{ip}]" if ":" in ip else ip
+
+
+def format_counters(c: dict[str, int]) -> str:
+    bounds = {k[6:]: v for k, v in c.items() if k.startswith("bound_") and v}
+    parts = [
+        f"packets {c.get('packets', 0)}",
+        f"flows {c.get('flows', 0)}",
+        f"entries {c.get('entries', 0)}",
+        f"parse errors {c.get('parse_errors', 0)}",
+        f"gaps {c.get('gaps', 0)} ({c.get('gap_bytes', 0)} B)",
+        "bound hits "
+        + (", ".join(f"{k} {v}" for k, v in sorted(bounds.items())) if bounds else "none"),
+    ]
+    extra = [
+        f"{k.replace('_', ' ')} {c[k]}"
+        for k in ("retransmissions", "out_of_order", "malformed", "parser_bugs")
+        if c.get(k)
+    ]
+    return "  ".join(parts + extra)
+
+
+def _records(reader: CaptureReader, tick: Callable[[int], None] | None) -> Iterator[Any]:
+    if tick is None:
+        yield from reader
+        return
+    n = 0
+    for rec in reader:
+        yield rec
+        n += 1
+        if n == PROGRESS_EVERY:
+            n = 0
+            tick(reader.offset)
+    tick(reader.size)
+
+
+def _write_all(entries: Iterator[Entry], out: IO[bytes], fmt: str, flush_each: bool) -> None:
+    if fmt == "table":
+        out.write(table_header().encode() + b"\n")
+        for e in entries:
+            out.write(table_row(e).encode() + b"\n")
+            if flush_each:
+                out.flush()
+        return
+    enc = entry_to_json
+    write = out.write
+    for e in entries:
+        write(enc(e) + b"\n")
+        if flush_each:
+            out.flush()
+
+
+@click.command(help="Parse a pcap/pcapng FILE into entries (NDJSON or a table) on stdout.")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ndjson", "table"]),
+    default="ndjson",
+    show_default=True,
+    help="One JSON entry per line, or aligned columns for people.",
+)
+@click.option(
+    "--port-hint",
+    "port_hints",
+    multiple=True,
+    metavar="PORT=PROTO",
+    help="Treat PORT as PROTO when content alone does not tell (repeatable), "
+    "e.g. --port-hint 29518=http2.",
+)
+@click.option("--no-redact", is_flag=True, help="Do not apply the default redaction rules.")
+@click.option("--node", default="", help="Node name to put on the entries.")
+def read(file: str, fmt: str, port_hints: tuple[str, ...], no_redact: bool, node: str) -> None:
+    hints = _port_hints(port_hints)
+    try:
+        settings = PipelineSettings(port_hints=hints, node=node, redact=_redactor(not no_redact))
+        pipe = Pipeline(settings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--port-hint") from exc
+    err = click.get_text_stream("stderr")
+    try:
+        reader = open_capture(file)
+    except CaptureError as exc:
+        click.echo(f"kubeweir read: {file}: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:
+        click.echo(f"kubeweir read: {exc}", err=True)
+        sys.exit(2)
+    out = click.get_binary_stream("stdout")
+    flush_each = out.isatty()
+    started = time.monotonic()
+    progress: Any = None
+    tick: Callable[[int], None] | None = None
+    if err.isatty():
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+        progress = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            DownloadColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        task = progress.add_task("reading", total=reader.size)
+        progress.start()
+
+        def tick(offset: int) -> None:
+            progress.update(task, completed=offset)
+
+    try:
+        with reader:
+            _write_all(pipe.run(_records(reader, tick)), out, fmt, flush_each)
+            out.flush()
+    except BrokenPipeError:  # `kubeweir read f | head`
+        sys.stderr.close()
+        sys.exit(0)
+    finally:
+        if progress is not None:
+            progress.stop()
+    for e in reader.errors:
+        click.echo(f"kubeweir read: {file}: {e}", err=True)
+    c = pipe.counters
+    secs = time.monotonic() - started
+    click.echo(f"kubeweir read: {format_counters(c)}  ({secs:.2f} s)", err=True)
+    if reader.records == 0 and reader.errors:
+        click.echo(f"kubeweir read: {file}: nothing could be read", err=True)
+        sys.exit(1)
