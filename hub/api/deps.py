@@ -1,0 +1,241 @@
+"""Typed dependencies: settings, storage, the viewer, the sniffer credential, filters.
+
+Routes never check identity or scope themselves: they take ``CurrentViewer`` and an
+``EntryFilterDep`` whose ``where`` already has the viewer's scope ANDed in.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import sqlalchemy as sa
+from fastapi import Depends, HTTPException, Query, Request, status
+from sqlalchemy.sql.elements import ColumnElement
+
+from hub.core.config import Settings, get_settings
+from hub.core.security import (
+    SESSION_COOKIE,
+    ingest_token_ok,
+    viewer_for_session,
+    viewer_for_token,
+)
+from hub.scope import Viewer, in_scope, scope_clause
+from hub.storage.base import Storage
+
+if TYPE_CHECKING:
+    from hub.enrich import Enricher
+    from hub.metrics import HubMetrics
+    from hub.sniffers import SnifferRegistry
+    from hub.stream import Broadcaster
+
+__all__ = [
+    "CurrentViewer",
+    "EntryFilter",
+    "EntryFilterDep",
+    "SettingsDep",
+    "SnifferCredential",
+    "StorageDep",
+    "compile_filter",
+    "current_viewer",
+    "parse_time",
+]
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def get_storage(request: Request) -> Storage:
+    storage: Storage = request.app.state.storage
+    return storage
+
+
+StorageDep = Annotated[Storage, Depends(get_storage)]
+
+
+def get_broadcaster(request: Request) -> Broadcaster:
+    b: Broadcaster = request.app.state.broadcaster
+    return b
+
+
+def get_sniffers(request: Request) -> SnifferRegistry:
+    r: SnifferRegistry = request.app.state.sniffers
+    return r
+
+
+def get_metrics(request: Request) -> HubMetrics:
+    m: HubMetrics = request.app.state.metrics
+    return m
+
+
+def get_enricher(request: Request) -> Enricher | None:
+    e: Enricher | None = request.app.state.enricher
+    return e
+
+
+_UNAUTHORIZED = HTTPException(
+    status.HTTP_401_UNAUTHORIZED,
+    detail="authentication required: Authorization: Bearer <token> or a session cookie",
+    headers={"WWW-Authenticate": "Bearer"},
+)
+
+
+def _bearer(auth: str | None) -> str | None:
+    if not auth:
+        return None
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def viewer_from_credentials(
+    settings: Settings, authorization: str | None, cookie: str | None
+) -> Viewer | None:
+    """The viewer behind a bearer token or a session cookie (HTTP and WebSocket alike)."""
+    token = _bearer(authorization)
+    if token is not None:
+        return viewer_for_token(settings, token)
+    if cookie:
+        return viewer_for_session(settings, cookie)
+    return None
+
+
+def current_viewer(request: Request, settings: SettingsDep) -> Viewer:
+    """The authenticated viewer, or 401."""
+    viewer = viewer_from_credentials(
+        settings, request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE)
+    )
+    if viewer is None:
+        raise _UNAUTHORIZED
+    return viewer
+
+
+CurrentViewer = Annotated[Viewer, Depends(current_viewer)]
+
+
+@dataclass(frozen=True, slots=True)
+class Sniffer:
+    """An authenticated sniffer."""
+
+    name: str
+
+
+def sniffer_credential(request: Request, settings: SettingsDep) -> Sniffer:
+    """The sniffer credential: the configured ingest token (TokenReview later)."""
+    token = _bearer(request.headers.get("authorization"))
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="sniffer credential required: Authorization: Bearer <ingest token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not ingest_token_ok(settings, token):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="unknown sniffer credential")
+    return Sniffer(name="token")
+
+
+SnifferCredential = Annotated[Sniffer, Depends(sniffer_credential)]
+
+
+_EPOCH_RX = re.compile(r"^[+-]?\d+(\.\d+)?$")
+
+
+def parse_time(value: str | None, name: str) -> datetime | None:
+    """RFC 3339 or epoch seconds, as a naive UTC datetime; 400 when neither."""
+    if value is None or value == "":
+        return None
+    try:
+        if _EPOCH_RX.match(value):
+            secs = float(value)
+            if not math.isfinite(secs):
+                raise ValueError
+            dt = datetime.fromtimestamp(secs, UTC)
+        else:
+            dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST,
+            detail=f"'{name}' must be RFC 3339 (2024-05-01T12:00:00Z) or epoch seconds",
+        ) from exc
+    return dt.astimezone(UTC).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class EntryFilter:
+    """A viewer's compiled filter: SQL ``where`` (scope AND time AND query) and the same
+    predicate in Python for live entries."""
+
+    viewer: Viewer
+    text: str
+    where: ColumnElement[bool]
+    start: datetime | None
+    end: datetime | None
+    predicate: Callable[[dict[str, Any], datetime], bool]
+
+    def matches(self, entry: dict[str, Any], now: datetime | None = None) -> bool:
+        return in_scope(self.viewer, entry) and self.predicate(entry, now or datetime.now(UTC))
+
+
+def query_error(exc: Exception) -> HTTPException:
+    detail = getattr(exc, "as_dict", None)
+    body = (
+        detail()
+        if callable(detail)
+        else {"message": str(exc), "position": getattr(exc, "position", 0), "hint": ""}
+    )
+    return HTTPException(status.HTTP_400_BAD_REQUEST, detail=body)
+
+
+def compile_filter(
+    viewer: Viewer,
+    table: sa.Table,
+    q: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    now: datetime | None = None,
+) -> EntryFilter:
+    """Compile ``q`` (CEL) for this viewer; raises HTTPException 400 on a bad query."""
+    if start is not None and end is not None and start > end:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="'from' is after 'to'")
+    now = now or datetime.now(UTC)
+    conds: list[ColumnElement[bool]] = [scope_clause(viewer, table)]
+    if start is not None:
+        conds.append(table.c.ts >= start)
+    if end is not None:
+        conds.append(table.c.ts < end)
+    predicate: Callable[[dict[str, Any], datetime], bool] = _match_all
+    if q.strip():
+        from hub.query import QueryError, compile_query  # the CEL compiler
+
+        try:
+            compiled = compile_query(q)
+            conds.append(compiled.where(table, now))
+        except QueryError as exc:
+            raise query_error(exc) from exc
+        predicate = compiled.matches
+    return EntryFilter(viewer, q, sa.and_(*conds), start, end, predicate)
+
+
+def _match_all(entry: dict[str, Any], now: datetime) -> bool:
+    return True
+
+
+def entry_filter(
+    viewer: CurrentViewer,
+    storage: StorageDep,
+    q: Annotated[str, Query(description="CEL filter; empty matches everything")] = "",
+    from_: Annotated[
+        str | None, Query(alias="from", description="RFC 3339 or epoch seconds")
+    ] = None,
+    to: Annotated[str | None, Query(description="RFC 3339 or epoch seconds")] = None,
+) -> EntryFilter:
+    return compile_filter(viewer, storage.table, q, parse_time(from_, "from"), parse_time(to, "to"))
+
+
+EntryFilterDep = Annotated[EntryFilter, Depends(entry_filter)]

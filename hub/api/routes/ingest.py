@@ -1,0 +1,220 @@
+"""``POST /api/v1/ingest`` (sniffer batches) and ``POST /api/v1/sniffers/heartbeat``."""
+
+from __future__ import annotations
+
+import io
+import time
+import zlib
+from typing import Annotated
+
+import msgspec
+import zstandard
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from hub.api.deps import (
+    SettingsDep,
+    SnifferCredential,
+    StorageDep,
+    get_broadcaster,
+    get_enricher,
+    get_metrics,
+    get_sniffers,
+)
+from hub.core.config import Settings
+from hub.enrich import Enricher
+from hub.metrics import HubMetrics
+from hub.sniffers import Heartbeat, SnifferRegistry
+from hub.storage.base import IngestResult, Storage
+from hub.storage.rows import BatchError
+from hub.stream import Broadcaster
+from kubeweir.entry import SCHEMA_VERSION, Batch, decode_batch
+
+router = APIRouter(tags=["ingest"])
+
+
+class IngestResponse(BaseModel):
+    accepted: int
+    """Entries stored now."""
+    duplicates: int
+    """Entries already stored (or repeated in the batch), skipped."""
+
+
+class _Refused(Exception):
+    def __init__(self, code: int, reason: str, label: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.label = code, reason, label
+
+
+def _too_large(what: str, limit: int) -> _Refused:
+    return _Refused(
+        status.HTTP_413_CONTENT_TOO_LARGE, f"{what} is over the limit of {limit} bytes", "size"
+    )
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body decoded per Content-Encoding, never more than ``limit`` bytes out."""
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        d = zlib.decompressobj(wbits=31)
+        try:
+            out = d.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise _Refused(400, f"malformed gzip body: {exc}", "gzip") from exc
+        if len(out) > limit or d.unconsumed_tail:
+            raise _too_large("the decompressed batch", limit)
+        if not d.eof:
+            raise _Refused(400, "malformed gzip body: truncated", "gzip")
+        return out
+    if encoding == "zstd":
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(
+                io.BytesIO(body), read_across_frames=True
+            ) as reader:
+                out = reader.read(limit + 1)
+        except zstandard.ZstdError as exc:
+            raise _Refused(400, f"malformed zstd body: {exc}", "zstd") from exc
+        if len(out) > limit:
+            raise _too_large("the decompressed batch", limit)
+        return out
+    raise _Refused(
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        f"unsupported Content-Encoding {encoding!r}: use zstd, gzip or none",
+        "encoding",
+    )
+
+
+def _decode(data: bytes, settings: Settings) -> Batch:
+    try:
+        batch = decode_batch(data)
+    except msgspec.ValidationError as exc:
+        # A batch of another schema version may fail validation: name both versions.
+        v = _peek_version(data)
+        if v is not None and v != SCHEMA_VERSION:
+            raise _version_refused(v) from exc
+        raise _Refused(400, f"batch does not match the entry schema: {exc}", "schema") from exc
+    except msgspec.DecodeError as exc:
+        raise _Refused(400, f"malformed msgpack batch: {exc}", "msgpack") from exc
+    if batch.v != SCHEMA_VERSION:
+        raise _version_refused(batch.v)
+    if len(batch.entries) > settings.max_batch_entries:
+        raise _Refused(
+            status.HTTP_413_CONTENT_TOO_LARGE,
+            f"batch has {len(batch.entries)} entries, over the limit of "
+            f"{settings.max_batch_entries}",
+            "size",
+        )
+    return batch
+
+
+class _Version(msgspec.Struct):
+    v: int
+
+
+def _peek_version(data: bytes) -> int | None:
+    try:
+        return msgspec.msgpack.decode(data, type=_Version).v
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _version_refused(v: int) -> _Refused:
+    return _Refused(
+        400,
+        f"batch schema version {v} is not supported: this hub speaks version {SCHEMA_VERSION}",
+        "version",
+    )
+
+
+def _store(
+    body: bytes,
+    encoding: str,
+    settings: Settings,
+    storage: Storage,
+    enricher: Enricher | None,
+) -> tuple[Batch, IngestResult]:
+    data = decompress(body, encoding, settings.max_decompressed_bytes)
+    batch = _decode(data, settings)
+    if enricher is not None:
+        for e in batch.entries:
+            enricher.enrich(e)
+    try:
+        result = storage.ingest(batch.entries)
+    except BatchError as exc:
+        raise _Refused(400, str(exc), "columns") from exc
+    return batch, result
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise _too_large("the request body", limit)
+        except ValueError as exc:
+            raise _Refused(400, "bad Content-Length", "http") from exc
+    buf = bytearray()
+    async for chunk in request.stream():
+        buf += chunk
+        if len(buf) > limit:
+            raise _too_large("the request body", limit)
+    return bytes(buf)
+
+
+@router.post(
+    "/ingest",
+    response_model=IngestResponse,
+    summary="Store a batch of entries from a sniffer",
+    responses={
+        400: {"description": "malformed batch, wrong schema version (reason in detail)"},
+        401: {"description": "no sniffer credential"},
+        403: {"description": "unknown sniffer credential"},
+        413: {"description": "batch over the size limit (raw or decompressed)"},
+        415: {"description": "unsupported Content-Encoding"},
+    },
+)
+async def ingest(
+    request: Request,
+    sniffer: SnifferCredential,
+    settings: SettingsDep,
+    storage: StorageDep,
+    metrics: Annotated[HubMetrics, Depends(get_metrics)],
+    sniffers: Annotated[SnifferRegistry, Depends(get_sniffers)],
+    broadcaster: Annotated[Broadcaster, Depends(get_broadcaster)],
+    enricher: Annotated[Enricher | None, Depends(get_enricher)],
+) -> IngestResponse:
+    """A msgpack ``Batch`` (optionally ``Content-Encoding: zstd|gzip``), stored
+    all-or-nothing and idempotently (entries already stored are counted as duplicates)."""
+    started = time.perf_counter()
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    try:
+        body = await _read_body(request, settings.max_batch_bytes)
+        batch, result = await run_in_threadpool(_store, body, encoding, settings, storage, enricher)
+    except _Refused as exc:
+        metrics.ingest_rejected.labels(exc.label).inc()
+        raise HTTPException(exc.code, detail=exc.reason) from exc
+    metrics.ingest_batches.inc()
+    metrics.ingest_entries.inc(result.accepted)
+    metrics.ingest_duplicates.inc(result.duplicates)
+    metrics.ingest_seconds.observe(time.perf_counter() - started)
+    sniffers.record_batch(batch.sniffer or sniffer.name, result.accepted)
+    if result.accepted and len(broadcaster):
+        broadcaster.publish([e for e in batch.entries if e.id in result.new_ids])
+    return IngestResponse(accepted=result.accepted, duplicates=result.duplicates)
+
+
+class HeartbeatResponse(BaseModel):
+    ok: bool = True
+
+
+@router.post("/sniffers/heartbeat", response_model=HeartbeatResponse, summary="Sniffer status")
+def heartbeat(
+    hb: Heartbeat,
+    sniffer: SnifferCredential,
+    sniffers: Annotated[SnifferRegistry, Depends(get_sniffers)],
+) -> HeartbeatResponse:
+    """A sniffer reports its node, kernel drops, spool size and number of targets."""
+    sniffers.heartbeat(hb)
+    return HeartbeatResponse()

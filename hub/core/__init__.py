@@ -1,0 +1,1 @@
+"""Hub core: settings and security helpers."""

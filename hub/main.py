@@ -1,0 +1,92 @@
+"""The hub's FastAPI application: ``create_app(settings)``; nothing happens at import."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from hub.api.routes import auth, entries, export, front, health, ingest, me, query, stats
+from hub.api.routes import stream as stream_routes
+from hub.core.config import Settings, get_settings
+from hub.enrich import ClusterIndex, Enricher
+from hub.metrics import HubMetrics
+from hub.sniffers import SnifferRegistry
+from hub.storage.base import Storage
+from hub.stream import Broadcaster
+
+__all__ = ["create_app", "open_storage"]
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+_DEFAULT_DIST = Path(__file__).resolve().parent.parent / "front" / "dist"
+
+
+def open_storage(settings: Settings) -> Storage:
+    """The storage back end the settings name (DuckDB, the only one so far)."""
+    from hub.storage.duckdb import DuckDBStorage
+
+    return DuckDBStorage(
+        settings.db,
+        dedupe_window=settings.dedupe_window,
+        retention_max_age=settings.retention_max_age,
+        retention_max_bytes=settings.retention_max_bytes,
+        retention_interval=settings.retention_interval,
+    )
+
+
+def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
+    """A hub app. With ``settings`` given they override ``get_settings`` for this app;
+    with ``storage`` given the app uses it (and does not close it)."""
+    cfg = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own = storage is None
+        store = open_storage(cfg) if own else storage
+        assert store is not None
+        app.state.storage = store
+        watcher = None
+        if cfg.enrich:
+            from hub.enrich import ClusterWatcher
+
+            index = ClusterIndex()
+            app.state.enricher = Enricher(index)
+            watcher = ClusterWatcher.from_config(index, cfg.kubeconfig)
+            watcher.start()
+        if own:
+            store.start()
+        try:
+            yield
+        finally:
+            if watcher is not None:
+                watcher.stop()
+            if own:
+                store.close()
+
+    app = FastAPI(
+        title="kubeweir hub",
+        version="0.1.0",
+        description="Ingest, storage, CEL queries and live streams of API-call entries.",
+        lifespan=lifespan,
+    )
+    if settings is not None:
+        app.dependency_overrides[get_settings] = lambda: settings
+    app.state.settings = cfg
+    app.state.metrics = HubMetrics()
+    app.state.broadcaster = Broadcaster()
+    app.state.sniffers = SnifferRegistry()
+    app.state.enricher = None
+    app.state.storage = storage
+
+    app.include_router(health.router)
+    app.include_router(auth.router)
+    for module in (ingest, entries, stats, query, me, export):
+        app.include_router(module.router, prefix=API)
+    app.include_router(stream_routes.router, prefix=API)
+    app.include_router(front.front_router(cfg.front_dist or _DEFAULT_DIST))
+    return app

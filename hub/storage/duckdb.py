@@ -1,0 +1,507 @@
+"""DuckDB back end: one writer connection, reader cursors, Arrow bulk append.
+
+Everything DuckDB-specific lives here: the DDL (``MAP``, ``JSON``), the versioned
+migrations, the JSON-to-columns ingest statement, quantiles, size accounting and the
+background retention thread. Filters come in as SQLAlchemy Core expressions and are
+compiled with the duckdb-engine dialect into ``?`` placeholders and bound values.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import duckdb
+import sqlalchemy as sa
+from duckdb_engine import Dialect as _DuckDBDialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ColumnElement
+
+from hub.storage.base import IngestResult, Storage, StorageError
+from hub.storage.rows import BatchError, entries_to_arrow
+from hub.storage.schema import COLUMNS, entries_table
+from kubeweir.entry import Entry
+
+__all__ = ["MIGRATIONS", "DuckDBStorage", "migrate"]
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[duckdb.DuckDBPyConnection], None]
+
+_ENDPOINT_DDL = """
+    {s}_ip VARCHAR, {s}_port INTEGER, {s}_pod VARCHAR, {s}_namespace VARCHAR,
+    {s}_workload VARCHAR, {s}_service VARCHAR, {s}_node VARCHAR,
+    {s}_labels MAP(VARCHAR, VARCHAR),"""
+
+
+def _v1_entries(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(
+        "CREATE TABLE entries (id VARCHAR NOT NULL, ts TIMESTAMP NOT NULL, elapsed DOUBLE,"
+        " proto VARCHAR NOT NULL,"
+        + _ENDPOINT_DDL.format(s="src")
+        + _ENDPOINT_DDL.format(s="dst")
+        + " method VARCHAR, path VARCHAR, status INTEGER, summary VARCHAR, error VARCHAR,"
+        " tls BOOLEAN, node VARCHAR, stream VARCHAR, idx INTEGER, gaps INTEGER,"
+        " redacted VARCHAR[], request JSON, response JSON, req_body BLOB, resp_body BLOB)"
+    )
+
+
+MIGRATIONS: tuple[Migration, ...] = (_v1_entries,)
+"""Ordered; migration ``i`` (from 0) brings the schema to version ``i + 1``. Append only."""
+
+
+def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MIGRATIONS) -> int:
+    """Bring the database to the newest schema version; returns that version."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL,"
+        " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
+    )
+    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    current = int(row[0]) if row else 0
+    if current > len(migrations):
+        raise StorageError(
+            f"the database is at schema version {current}, newer than this hub "
+            f"({len(migrations)}); upgrade the hub"
+        )
+    for version in range(current + 1, len(migrations) + 1):
+        con.execute("BEGIN TRANSACTION")
+        try:
+            migrations[version - 1](con)
+            con.execute("INSERT INTO schema_version (version) VALUES (?)", [version])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        log.info("storage migrated to schema version %d", version)
+    return len(migrations)
+
+
+_EP = (
+    '{"ip":"VARCHAR","port":"INTEGER","pod":"VARCHAR","namespace":"VARCHAR",'
+    '"workload":"VARCHAR","service":"VARCHAR","node":"VARCHAR",'
+    '"labels":"MAP(VARCHAR, VARCHAR)"}'
+)
+_ENTRY_STRUCT = (
+    '{"id":"VARCHAR","ts":"DOUBLE","elapsed":"DOUBLE","proto":"VARCHAR",'
+    f'"src":{_EP},"dst":{_EP},"request":"JSON","response":"JSON","summary":"VARCHAR",'
+    '"redacted":"VARCHAR[]","tls":"BOOLEAN","error":"VARCHAR","gaps":"INTEGER",'
+    '"stream":"VARCHAR","index":"INTEGER","node":"VARCHAR"}'
+)
+
+
+def _endpoint_sql(s: str) -> str:
+    return ", ".join(
+        [
+            f"e.{s}.ip AS {s}_ip",
+            f"coalesce(e.{s}.port, 0) AS {s}_port",
+            *[
+                f"coalesce(e.{s}.{f}, '') AS {s}_{f}"
+                for f in ("pod", "namespace", "workload", "service", "node")
+            ],
+            f"coalesce(e.{s}.labels, MAP {{}}::MAP(VARCHAR, VARCHAR)) AS {s}_labels",
+        ]
+    )
+
+
+def _text_field(msg: str, key: str) -> str:
+    return f"CASE WHEN json_type({msg}, '$.{key}') = 'VARCHAR' THEN {msg}->>'$.{key}' END"
+
+
+def _body_sql(msg: str) -> str:
+    return (
+        f"CASE WHEN json_type({msg}, '$.body') <> 'VARCHAR' THEN NULL"
+        f" WHEN {msg}->>'$.body' = '' THEN NULL"
+        f" WHEN {msg}->>'$.body_encoding' = 'base64'"
+        f" THEN coalesce(try(from_base64({msg}->>'$.body')), encode({msg}->>'$.body'))"
+        f" ELSE encode({msg}->>'$.body') END"
+    )
+
+
+# The batch (one JSON text per entry) turned into the storage columns in one statement.
+_BATCH_COLUMNS_SQL = f"""
+SELECT e.id AS id, make_timestamp(CAST(round(e.ts * 1000000) AS BIGINT)) AS ts,
+  e.elapsed AS elapsed,
+  e.proto AS proto, {_endpoint_sql("src")}, {_endpoint_sql("dst")},
+  {_text_field("e.request", "method")} AS method,
+  coalesce({_text_field("e.request", "path")}, {_text_field("e.request", "name")}) AS path,
+  CASE WHEN json_type(e.response, '$.status') IN ('UBIGINT', 'BIGINT')
+       THEN try_cast(e.response->>'$.status' AS INTEGER) END AS status,
+  coalesce(e.summary, '') AS summary, coalesce(e.error, '') AS error,
+  coalesce(e.tls, false) AS tls, coalesce(e.node, '') AS node,
+  coalesce(e.stream, '') AS stream, coalesce(e.index, 0) AS idx, coalesce(e.gaps, 0) AS gaps,
+  coalesce(e.redacted, []::VARCHAR[]) AS redacted,
+  coalesce(json_merge_patch(e.request, '{{"body":null}}'), '{{}}') AS request,
+  coalesce(json_merge_patch(e.response, '{{"body":null}}'), '{{}}') AS response,
+  {_body_sql("e.request")} AS req_body, {_body_sql("e.response")} AS resp_body
+FROM (SELECT from_json(b.e, '{_ENTRY_STRUCT}') AS e FROM {{batch}} AS b)
+"""
+
+_COLS = ", ".join(COLUMNS)
+_INSERT_SQL = f"""
+INSERT INTO entries ({_COLS})
+SELECT {_COLS} FROM ({_BATCH_COLUMNS_SQL.replace("{batch}", "_kw_batch")}) AS b
+WHERE NOT EXISTS (
+  SELECT 1 FROM entries AS o WHERE o.id = b.id AND o.ts BETWEEN ? AND ?
+)
+ORDER BY b.ts
+RETURNING id
+"""
+
+_LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("req_body", "resp_body"))
+
+
+def batch_to_columns_sql(batch: str) -> str:
+    """The SELECT that turns a registered batch (column ``e`` of JSON) into the storage
+    columns (for benchmarks that compare against a bare append of the same rows)."""
+    return _BATCH_COLUMNS_SQL.replace("{batch}", batch)
+
+
+class DuckDBStorage(Storage):
+    """Entries in a DuckDB file (or ``:memory:``)."""
+
+    def __init__(
+        self,
+        path: str = ":memory:",
+        *,
+        dedupe_window: float = 3600.0,
+        retention_max_age: float | None = None,
+        retention_max_bytes: int | None = None,
+        retention_interval: float = 30.0,
+        retention_chunk: int = 100_000,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        self.path = path
+        self.table = entries_table
+        self._con = duckdb.connect(path)
+        self._write_lock = threading.Lock()
+        self._dialect = _DuckDBDialect(paramstyle="qmark")
+        self.dedupe_window = timedelta(seconds=dedupe_window)
+        self.retention_max_age = retention_max_age
+        self.retention_max_bytes = retention_max_bytes
+        self.retention_interval = retention_interval
+        self.retention_chunk = retention_chunk
+        self.retention_deleted = 0
+        self.schema_version = migrate(self._con, migrations)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def compile(self, stmt: sa.ClauseElement) -> tuple[str, list[Any]]:
+        """SQL text with ``?`` placeholders and the bound values, in order."""
+        c = cast(
+            SQLCompiler,
+            stmt.compile(dialect=self._dialect, compile_kwargs={"render_postcompile": True}),
+        )
+        params: list[Any] = []
+        for name in c.positiontup or ():
+            value = c.params[name]
+            bind = c.binds.get(name)
+            if bind is None:  # an expanded IN list: name_1, name_2 ...
+                bind = c.binds.get(name.rsplit("_", 1)[0])
+            proc = bind.type._cached_bind_processor(self._dialect) if bind is not None else None
+            params.append(proc(value) if proc is not None else value)
+        return str(c), params
+
+    @contextmanager
+    def _reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        if self._closed:
+            raise StorageError("storage is closed")
+        cur = self._con.cursor()
+        try:
+            yield cur
+        finally:
+            cur.close()
+
+    def _query(self, stmt: sa.ClauseElement) -> tuple[list[str], list[tuple[Any, ...]]]:
+        sql, params = self.compile(stmt)
+        with self._reader() as cur:
+            res = cur.execute(sql, params)
+            names = [d[0] for d in res.description or ()]
+            return names, res.fetchall()
+
+    # -- writes -----------------------------------------------------------------------
+
+    def ingest(self, entries: Sequence[Entry]) -> IngestResult:
+        if not entries:
+            return IngestResult(0, 0)
+        total = len(entries)
+        if len({e.id for e in entries}) != total:  # repeated within the batch: keep the first
+            seen: set[str] = set()
+            entries = [e for e in entries if not (e.id in seen or seen.add(e.id))]  # type: ignore[func-returns-value]
+        batch = entries_to_arrow(entries)
+        lo = min(e.ts for e in entries)
+        hi = max(e.ts for e in entries)
+        start = _EPOCH + timedelta(microseconds=round(lo * 1e6)) - self.dedupe_window
+        end = _EPOCH + timedelta(microseconds=round(hi * 1e6)) + self.dedupe_window
+        with self._write_lock:
+            con = self._con
+            con.register("_kw_batch", batch)
+            try:
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    rows = con.execute(_INSERT_SQL, [start, end]).fetchall()
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+            except duckdb.Error as exc:
+                if isinstance(exc, duckdb.ConversionException | duckdb.InvalidInputException):
+                    raise BatchError(f"entries do not fit the storage columns: {exc}") from exc
+                raise StorageError(str(exc)) from exc
+            finally:
+                con.unregister("_kw_batch")
+        new_ids = frozenset(r[0] for r in rows)
+        return IngestResult(len(rows), total - len(rows), new_ids)
+
+    # -- reads ------------------------------------------------------------------------
+
+    def page(
+        self,
+        where: ColumnElement[bool],
+        limit: int,
+        after: tuple[datetime, str] | None = None,
+        *,
+        with_bodies: bool = False,
+    ) -> list[dict[str, Any]]:
+        t = self.table
+        cond = where
+        if after is not None:
+            ts, eid = after
+            cond = sa.and_(cond, sa.or_(t.c.ts < ts, sa.and_(t.c.ts == ts, t.c.id < eid)))
+        ids_stmt = (
+            sa.select(t.c.id, t.c.ts)
+            .where(cond)
+            .order_by(t.c.ts.desc(), t.c.id.desc())
+            .limit(limit)
+        )
+        _, keys = self._query(ids_stmt)
+        if not keys:
+            return []
+        return self._fetch(keys, with_bodies=with_bodies)
+
+    def _fetch(self, keys: Sequence[tuple[Any, ...]], *, with_bodies: bool) -> list[dict[str, Any]]:
+        """The heavy columns of the rows with these (id, ts), in the given order."""
+        t = self.table
+        names = COLUMNS if with_bodies else _LIST_COLUMNS
+        lo = min(k[1] for k in keys)
+        hi = max(k[1] for k in keys)
+        stmt = sa.select(*[t.c[n] for n in names]).where(
+            t.c.ts.between(lo, hi), t.c.id.in_([k[0] for k in keys])
+        )
+        cols, rows = self._query(stmt)
+        by_key = {(r[0], r[1]): dict(zip(cols, r, strict=True)) for r in rows}
+        return [by_key[(k[0], k[1])] for k in keys if (k[0], k[1]) in by_key]
+
+    def get(self, entry_id: str, where: ColumnElement[bool]) -> dict[str, Any] | None:
+        t = self.table
+        stmt = sa.select(*t.c).where(t.c.id == entry_id, where).order_by(t.c.ts).limit(1)
+        cols, rows = self._query(stmt)
+        return dict(zip(cols, rows[0], strict=True)) if rows else None
+
+    def iter_rows(
+        self, where: ColumnElement[bool], limit: int, *, with_bodies: bool
+    ) -> Iterator[dict[str, Any]]:
+        t = self.table
+        ids_stmt = sa.select(t.c.id, t.c.ts).where(where).order_by(t.c.ts, t.c.id).limit(limit)
+        _, keys = self._query(ids_stmt)
+        for i in range(0, len(keys), 500):
+            yield from self._fetch(keys[i : i + 500], with_bodies=with_bodies)
+
+    def count(self, where: ColumnElement[bool] | None = None) -> int:
+        stmt = sa.select(sa.func.count()).select_from(self.table)
+        if where is not None:
+            stmt = stmt.where(where)
+        _, rows = self._query(stmt)
+        return int(rows[0][0])
+
+    def _filtered(self, where: ColumnElement[bool], *cols: str) -> tuple[str, list[Any]]:
+        t = self.table
+        return self.compile(sa.select(*[t.c[c] for c in cols]).where(where))
+
+    def stats(self, where: ColumnElement[bool]) -> dict[str, Any]:
+        sub, params = self._filtered(where, "proto", "status", "src_namespace", "dst_namespace")
+        sql = f"""
+        SELECT grouping(proto) = 0 AS g_proto, grouping(sc) = 0 AS g_sc,
+               grouping(ns) = 0 AS g_ns, proto, sc, ns, count(*)
+        FROM (
+          SELECT proto,
+                 CASE WHEN status IS NULL THEN 'none'
+                      ELSE CAST(status // 100 AS VARCHAR) || 'xx' END AS sc,
+                 coalesce(nullif(dst_namespace, ''), src_namespace, '') AS ns
+          FROM ({sub})
+        )
+        GROUP BY GROUPING SETS ((proto), (sc), (ns), ())
+        """
+        out: dict[str, Any] = {
+            "total": 0,
+            "by_proto": {},
+            "by_status_class": {},
+            "by_namespace": {},
+        }
+        with self._reader() as cur:
+            rows = cur.execute(sql, params).fetchall()
+        for g_proto, g_sc, g_ns, proto, sc, ns, n in rows:
+            if g_proto:
+                out["by_proto"][proto] = n
+            elif g_sc:
+                out["by_status_class"][sc] = n
+            elif g_ns:
+                out["by_namespace"][ns] = n
+            else:
+                out["total"] = n
+        return out
+
+    def servicemap(self, where: ColumnElement[bool]) -> list[dict[str, Any]]:
+        sub, params = self._filtered(
+            where,
+            "ts",
+            "elapsed",
+            "status",
+            "error",
+            "src_namespace",
+            "src_workload",
+            "src_pod",
+            "src_service",
+            "src_ip",
+            "dst_namespace",
+            "dst_workload",
+            "dst_pod",
+            "dst_service",
+            "dst_ip",
+        )
+        sql = f"""
+        SELECT coalesce(src_namespace, '') AS sns,
+               coalesce(nullif(src_workload, ''), nullif(src_pod, ''),
+                        nullif(src_service, ''), src_ip, '') AS swl,
+               coalesce(dst_namespace, '') AS dns,
+               coalesce(nullif(dst_workload, ''), nullif(dst_service, ''),
+                        nullif(dst_pod, ''), dst_ip, '') AS dwl,
+               count(*) AS n,
+               count(*) FILTER (WHERE status >= 500 OR coalesce(error, '') <> '') AS errors,
+               quantile_cont(elapsed, [0.5, 0.95, 0.99]) AS q,
+               min(ts) AS first, max(ts) AS last
+        FROM ({sub})
+        GROUP BY ALL
+        ORDER BY n DESC
+        """
+        with self._reader() as cur:
+            rows = cur.execute(sql, params).fetchall()
+        out = []
+        for sns, swl, dns, dwl, n, errors, q, first, last in rows:
+            p50, p95, p99 = q if q is not None else (None, None, None)
+            out.append(
+                {
+                    "source_namespace": sns,
+                    "source_workload": swl,
+                    "target_namespace": dns,
+                    "target_workload": dwl,
+                    "count": n,
+                    "errors": errors,
+                    "p50": p50,
+                    "p95": p95,
+                    "p99": p99,
+                    "first": first,
+                    "last": last,
+                }
+            )
+        return out
+
+    # -- size and retention -----------------------------------------------------------
+
+    def size_bytes(self) -> int:
+        with self._reader() as cur:
+            if self.path == ":memory:":
+                row = cur.execute(
+                    "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()"
+                ).fetchone()
+                return int(row[0]) if row else 0
+            row = cur.execute(
+                "SELECT block_size * used_blocks FROM pragma_database_size()"
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+    def _delete_before(self, cutoff: datetime) -> int:
+        """Delete rows older than ``cutoff`` in chunks, each under the write lock briefly."""
+        deleted = 0
+        while not self._closed:
+            with self._reader() as cur:
+                row = cur.execute(
+                    "SELECT ts FROM entries WHERE ts < ? ORDER BY ts LIMIT 1 OFFSET ?",
+                    [cutoff, self.retention_chunk],
+                ).fetchone()
+            bound = row[0] if row else cutoff
+            with self._write_lock:
+                res = self._con.execute("DELETE FROM entries WHERE ts < ?", [bound]).fetchone()
+            deleted += int(res[0]) if res else 0
+            if bound >= cutoff:
+                break
+        return deleted
+
+    def enforce_retention(self, now: datetime) -> int:
+        now = now.astimezone(UTC).replace(tzinfo=None) if now.tzinfo else now
+        deleted = 0
+        if self.retention_max_age is not None:
+            deleted += self._delete_before(now - timedelta(seconds=self.retention_max_age))
+        if self.retention_max_bytes is not None:
+            size = self.size_bytes()
+            if size > self.retention_max_bytes:
+                total = self.count()
+                # delete the oldest share that brings the size 10% under the limit
+                share = 1.0 - (0.9 * self.retention_max_bytes) / size
+                k = min(total, max(1, int(total * share)))
+                with self._reader() as cur:
+                    row = cur.execute(
+                        "SELECT ts FROM entries ORDER BY ts LIMIT 1 OFFSET ?", [k]
+                    ).fetchone()
+                cutoff = row[0] if row else datetime.max
+                deleted += self._delete_before(cutoff)
+                if deleted and self.path != ":memory:":
+                    with self._write_lock:
+                        self._con.execute("CHECKPOINT")
+        self.retention_deleted += deleted
+        return deleted
+
+    def _retention_loop(self) -> None:
+        while not self._stop.wait(self.retention_interval):
+            try:
+                self.enforce_retention(datetime.now(UTC))
+            except Exception:  # keep enforcing on the next round; never kill the hub
+                log.exception("retention round failed")
+
+    def start(self) -> None:
+        if self._thread is None and (
+            self.retention_max_age is not None or self.retention_max_bytes is not None
+        ):
+            self._thread = threading.Thread(
+                target=self._retention_loop, name="kubeweir-retention", daemon=True
+            )
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        with self._write_lock:
+            if not self._closed:
+                self._closed = True
+                self._con.close()
+
+    def ready(self) -> bool:
+        if self._closed:
+            return False
+        try:
+            with self._reader() as cur:
+                cur.execute("SELECT 1").fetchone()
+        except duckdb.Error:
+            return False
+        return True
+
+
+_EPOCH = datetime(1970, 1, 1)
