@@ -27,7 +27,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, unquote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus, unquote_to_bytes
 
 import msgspec
 
@@ -48,7 +48,7 @@ for _c in b"0123456789":
 for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
     _SHAPE[_c] = ord("A")
 _SHAPE_TABLE = bytes(_SHAPE)
-_SHAPE_DELETE = b" -"
+_SHAPE_DELETE = b" -+"  # '+' is a space in urlencoded text
 
 _AUTH_HEADERS = frozenset({"authorization", "proxyauthorization"})
 _URL_HEADERS = frozenset({":path", "location", "referer", "content-location"})
@@ -445,11 +445,12 @@ class _Job:
             headers = msg.get("headers")
             if isinstance(headers, dict):
                 ctype = headers.get("content-type") or ""
-        ctype = ctype.lower() if isinstance(ctype, str) else ""
+        raw_ctype = ctype if isinstance(ctype, str) else ""
+        ctype = raw_ctype.lower()
         truncated = bool(msg.get("body_truncated"))
 
         def process(text: str) -> str:
-            return self.text_body(text, ctype, path, truncated)
+            return self.text_body(text, ctype, path, truncated, raw_ctype)
 
         if msg.get("body_encoding") == "base64":
             return self.base64_text(body, process)
@@ -482,13 +483,15 @@ class _Job:
     def plain_text(self, text: str, path: str) -> str:
         return self.scan(text, path) if self.active else text
 
-    def text_body(self, text: str, ctype: str, path: str, truncated: bool) -> str:
+    def text_body(
+        self, text: str, ctype: str, path: str, truncated: bool, raw_ctype: str = ""
+    ) -> str:
         if "json" in ctype or (
             not ctype and text.startswith(("{", "[")) and text.endswith(("}", "]"))
         ):
             try:
                 obj = _json_decode(text)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, UnicodeEncodeError):
                 return self.fallback(text, path)
             new = self.json(obj, (None, path, ""))
             if new is obj:
@@ -497,7 +500,7 @@ class _Job:
         if "x-www-form-urlencoded" in ctype:
             return self.query_string(text, path, self.rs.form)
         if "multipart/" in ctype:
-            m = _BOUNDARY.search(ctype)
+            m = _BOUNDARY.search(raw_ctype or ctype)  # the boundary is case-sensitive
             if m:
                 return self.multipart(text, m.group(1), path)
             return self.fallback(text, path)
@@ -779,7 +782,10 @@ class Engine:
         rs = self._rules(entry.src.namespace, entry.dst.namespace)
         active: tuple[PatternRule, ...] = ()
         if rs.patterns:
-            active = rs.candidates(_json_encode((entry.request, entry.response, entry.summary)))
+            blob = _json_encode((entry.request, entry.response, entry.summary))
+            if b"%" in blob:  # percent-encoded values are scanned decoded
+                blob += b"\n" + unquote_to_bytes(blob)
+            active = rs.candidates(blob)
         job = _Job(rs, active)
         proto = entry.proto
         request = job.message(entry.request, "request", proto) if entry.request else entry.request
