@@ -55,6 +55,7 @@ class DatagramProtocol:
 
 # Module names, in the order detectors are asked. Each exposes ``PROTOCOL``.
 STREAM_MODULES: tuple[str, ...] = (
+    "sniffer.parsers.http2",  # before http1: its preface "PRI * HTTP/2.0" is a request line
     "sniffer.parsers.http1",
     "sniffer.parsers.redis",
     "sniffer.parsers.postgres",
