@@ -38,17 +38,19 @@ def _port_hints(values: tuple[str, ...]) -> dict[int, str]:
     return hints
 
 
-def _redactor(enabled: bool) -> Callable[[Entry], Entry] | None:
+def _redactor(enabled: bool, config: str | None = None) -> Callable[[Entry], Entry] | None:
     if not enabled:
         return None
     import redaction
 
-    factory = getattr(redaction, "default_engine", None)
-    if factory is None:
-        # The redaction engine's default rules are not wired in this build yet; entries
-        # pass unchanged until redaction.default_engine() exists (its engineer wires it).
-        return None
-    engine = factory()
+    try:
+        engine = (
+            redaction.Engine(redaction.load_config(config))
+            if config
+            else redaction.default_engine()
+        )
+    except redaction.RedactionConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--redaction-config") from exc
     apply: Callable[[Entry], Entry] = engine.apply
     return apply
 
@@ -145,11 +147,26 @@ def _write_all(entries: Iterator[Entry], out: IO[bytes], fmt: str, flush_each: b
     "e.g. --port-hint 29518=http2.",
 )
 @click.option("--no-redact", is_flag=True, help="Do not apply the default redaction rules.")
+@click.option(
+    "--redaction-config",
+    type=click.Path(dir_okay=False, path_type=str),
+    default=None,
+    help="YAML file of redaction rules (defaults, disable, rules, namespaces) instead of "
+    "the built-in defaults.",
+)
 @click.option("--node", default="", help="Node name to put on the entries.")
-def read(file: str, fmt: str, port_hints: tuple[str, ...], no_redact: bool, node: str) -> None:
+def read(
+    file: str,
+    fmt: str,
+    port_hints: tuple[str, ...],
+    no_redact: bool,
+    redaction_config: str | None,
+    node: str,
+) -> None:
     hints = _port_hints(port_hints)
+    redact = _redactor(not no_redact, redaction_config)
     try:
-        settings = PipelineSettings(port_hints=hints, node=node, redact=_redactor(not no_redact))
+        settings = PipelineSettings(port_hints=hints, node=node, redact=redact)
         pipe = Pipeline(settings)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--port-hint") from exc
