@@ -1,0 +1,92 @@
+"""DNS over TCP (RFC 1035 §4.2.2, RFC 7766): two-byte length-prefixed messages, several
+per segment or one across many, paired by id like DNS over UDP (``dns``)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from sniffer.parsers.base import Direction, Exchange, ParseError, ParserLimits, StreamParser
+from sniffer.parsers.dns import DnsPairing, header_plausible, parse_message
+from sniffer.parsers.registry import StreamProtocol, Verdict
+
+__all__ = ["DnsTcpParser", "PROTOCOL", "detect"]
+
+
+class _Framer:
+    """One direction's incremental buffer: yields whole messages, keeps the partial one."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+        self.pos = 0
+
+    def push(self, data: bytes) -> list[bytes]:
+        buf = self.buf
+        if self.pos:
+            del buf[: self.pos]
+            self.pos = 0
+        buf += data
+        out = []
+        pos = 0
+        n = len(buf)
+        while n - pos >= 2:
+            length = (buf[pos] << 8) | buf[pos + 1]
+            if n - pos - 2 < length:
+                break
+            out.append(bytes(buf[pos + 2 : pos + 2 + length]))
+            pos += 2 + length
+        self.pos = pos
+        return out
+
+    @property
+    def pending(self) -> int:
+        return len(self.buf) - self.pos
+
+
+class DnsTcpParser(StreamParser):
+    """DNS on one TCP connection. A message is at most 65535 bytes, so the buffer of each
+    direction stays below 64 KiB plus one segment."""
+
+    proto: ClassVar[str] = "dns"
+
+    def __init__(self, limits: ParserLimits | None = None) -> None:
+        super().__init__(limits)
+        self._framers = (_Framer(), _Framer())
+        self._pairing = DnsPairing("tcp", self.limits.max_pending)
+        self._closed = False
+
+    def feed(self, direction: Direction, data: bytes, ts: float) -> None:
+        if self._closed:
+            return
+        for raw in self._framers[direction].push(data):
+            if len(raw) < 12:
+                raise ParseError(f"DNS message of {len(raw)} bytes in a TCP stream")
+            self._pairing.add(parse_message(raw), ts)
+
+    def close(self, ts: float) -> None:
+        if not self._closed:
+            self._pairing.close()
+            self._closed = True
+
+    def take(self) -> list[Exchange]:
+        return self._pairing.take()
+
+
+def detect(data: bytes, direction: Direction) -> Verdict:
+    """A length prefix that fits a DNS message, then a plausible DNS header."""
+    if len(data) < 14:
+        return Verdict.MORE
+    length = (data[0] << 8) | data[1]
+    if length < 12:
+        return Verdict.NO
+    return Verdict.YES if header_plausible(data, 2, direction == Direction.SERVER) else Verdict.NO
+
+
+PROTOCOL = StreamProtocol(
+    name="dns",
+    factory=DnsTcpParser,
+    detect=detect,
+    ports=frozenset({53}),
+    midstream=False,
+)
