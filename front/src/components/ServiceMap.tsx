@@ -5,7 +5,7 @@ import { useEffect, useMemo, useState } from "react";
 import { api } from "../lib/api";
 import { edgeFilter } from "../lib/filter";
 import { formatLatency, percent, rate } from "../lib/format";
-import { EDGE_LABEL_W, edgeColour, layoutMap } from "../lib/maplayout";
+import { EDGE_LABEL_H, edgeColour, layoutMap } from "../lib/maplayout";
 import type { MapEdge, MapNode, ServiceMapAnswer } from "../lib/types";
 import { isLive } from "../lib/url";
 import { ErrorState, Loading, Notice } from "./States";
@@ -87,6 +87,8 @@ export function ServiceMap({ q, from, to, onEdge }: Props) {
             const colour = edgeColour(e.error_rate);
             const d = pe.points.map((p, j) => `${j ? "L" : "M"} ${p.x} ${p.y}`).join(" ");
             const w = Math.min(6, 1.2 + Math.log10(1 + e.count));
+            const label = edgeText(e);
+            const labelW = label.length * 6.8 + 12;
             return (
               <g
                 key={i}
@@ -101,8 +103,9 @@ export function ServiceMap({ q, from, to, onEdge }: Props) {
                 <title>{`${e.source} → ${e.target}\n${e.count} calls, ${e.errors} errors\n${edgeText(e)}\nClick to show these calls`}</title>
                 <path d={d} className="hit" />
                 <path d={d} stroke={colour} strokeWidth={w} fill="none" markerEnd={`url(#arrow-${colour.slice(1)})`} />
-                <text x={pe.labelX} y={pe.labelY + 4} textAnchor="middle" className="edge-label" fill={colour} textLength={undefined}>
-                  {edgeText(e).slice(0, Math.floor(EDGE_LABEL_W / 5.5))}
+                <rect className="edge-label-bg" x={pe.labelX - labelW / 2} y={pe.labelY - EDGE_LABEL_H / 2} width={labelW} height={EDGE_LABEL_H} rx={3} stroke={colour} />
+                <text x={pe.labelX} y={pe.labelY + 4} textAnchor="middle" className="edge-label" fill={colour}>
+                  {label}
                 </text>
               </g>
             );

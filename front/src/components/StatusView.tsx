@@ -100,13 +100,25 @@ export function StatusView({ me }: { me: Whoami }) {
         {status ? (
           (() => {
             const all = status.sniffers.flatMap((s) => targetNames(s.targets).map((t) => [s.node, t] as const));
-            return all.length ? (
-              <ul className="targets">
-                {all.map(([node, t]) => <li key={`${node}:${t}`}><code>{t}</code> <span className="muted">on {node}</span></li>)}
-              </ul>
-            ) : (
-              <p>No pod is targeted.</p>
-            );
+            const counts = status.sniffers.filter((s) => typeof s.targets === "number");
+            if (all.length) {
+              return (
+                <ul className="targets" data-testid="target-list">
+                  {all.map(([node, t]) => <li key={`${node}:${t}`}><code>{t}</code> <span className="muted">on {node}</span></li>)}
+                </ul>
+              );
+            }
+            if (counts.some((s) => (s.targets as number) > 0)) {
+              return (
+                <>
+                  <ul className="target-counts" data-testid="target-counts">
+                    {counts.map((s) => <li key={s.node}><b>{s.targets as number}</b> pods on <code>{s.node}</code></li>)}
+                  </ul>
+                  <p className="muted">The sniffers report how many pods they capture, not which; their logs name them.</p>
+                </>
+              );
+            }
+            return <p>No pod is targeted: check the sniffers' targeting rules (namespaces, labels, pod-name pattern).</p>;
           })()
         ) : null}
       </section>

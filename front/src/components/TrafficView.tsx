@@ -414,10 +414,12 @@ function EmptyTraffic({ q, live, onShowStatus }: { q: string; live: boolean; onS
       </Notice>
     );
   }
-  const targets = (status?.sniffers ?? []).flatMap((s) => targetNames(s.targets));
+  const sniffers = status?.sniffers ?? [];
+  const targets = sniffers.flatMap((s) => targetNames(s.targets));
+  const counted = sniffers.reduce((n, s) => n + (typeof s.targets === "number" ? s.targets : 0), 0);
   return (
     <Notice title={live ? "No traffic yet" : "No traffic in this time range"} testid="empty">
-      {status && status.sniffers.length === 0 ? (
+      {status && sniffers.length === 0 ? (
         <p>No sniffer has reported to the hub. Start one (the DaemonSet, or <code>kubeweir tap</code>) and traffic appears here.</p>
       ) : targets.length ? (
         <>
@@ -427,9 +429,14 @@ function EmptyTraffic({ q, live, onShowStatus }: { q: string; live: boolean; onS
           </ul>
           {targets.length > 20 ? <p>…and {targets.length - 20} more.</p> : null}
         </>
-      ) : (
-        <p>No pod is targeted yet: check the targeting rules (namespaces, labels) of the sniffers.</p>
-      )}
+      ) : counted ? (
+        <p data-testid="empty-targets">
+          {counted} {counted === 1 ? "pod is" : "pods are"} targeted on {sniffers.length} {sniffers.length === 1 ? "node" : "nodes"}; their calls appear here as soon as they talk
+          {live ? "" : " (widen the time range to see older ones)"}.
+        </p>
+      ) : status ? (
+        <p>No pod is targeted yet: check the sniffers' targeting rules (namespaces, labels, pod-name pattern).</p>
+      ) : null}
       <p>
         <button type="button" className="link" onClick={onShowStatus}>Capture status</button>
       </p>

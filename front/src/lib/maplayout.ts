@@ -35,10 +35,10 @@ export interface MapLayout {
   edges: PlacedEdge[];
 }
 
-const NODE_H = 44;
-const CHAR_W = 7.2;
-export const EDGE_LABEL_W = 150;
-const EDGE_LABEL_H = 16;
+const NODE_H = 50;
+const CHAR_W = 8;
+export const EDGE_LABEL_W = 170;
+export const EDGE_LABEL_H = 18;
 
 /** The name shown on a node: the workload without its kind, or the id. */
 export function nodeLabel(n: MapNode): string {
@@ -49,7 +49,7 @@ export function nodeLabel(n: MapNode): string {
 
 export function layoutMap(data: ServiceMapAnswer): MapLayout {
   const g = new Graph({ compound: true, multigraph: true });
-  g.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 90, edgesep: 12, marginx: 16, marginy: 16 });
+  g.setGraph({ rankdir: "LR", nodesep: 24, ranksep: 120, edgesep: 16, marginx: 16, marginy: 16 });
   g.setDefaultEdgeLabel(() => ({}));
   const known = new Map(data.nodes.map((n) => [n.id, n]));
   // Edges may name nodes the hub did not list (outside the viewer's scope, or no workload).
