@@ -8,7 +8,7 @@ Connections whose start was not captured are picked up: the first seen sequence 
 each side stands in for its ISN.
 
 Out-of-order segments wait in a per-direction buffer; retransmissions are dropped and
-overlaps trimmed (first copy wins). A hole is declared a gap — and skipped — when the
+overlaps trimmed (bytes already handed on win). A hole is declared a gap — and skipped — when the
 receiver acknowledges bytes the capture never held, when a bound is hit, or when the
 connection ends. Bounds: bytes buffered per flow (``bound_flow_bytes``), in total
 (``bound_total_bytes``), number of connections (``bound_flows``: the least recently
