@@ -55,8 +55,10 @@ class Settings(BaseSettings):
     """Seconds either side of a batch's time range in which ids are checked for duplicates
     (covers clock skew between nodes and resends from a sniffer's spool)."""
 
-    retention_max_age: float = 7 * 24 * 3600.0
-    retention_max_bytes: int = 20 * 1024**3
+    retention_max_age: float | None = 7 * 24 * 3600.0
+    """Seconds; None keeps entries regardless of age."""
+    retention_max_bytes: int | None = 20 * 1024**3
+    """Storage size; None for no size limit."""
     retention_interval: float = 30.0
 
     page_max: int = 1000

@@ -1,0 +1,73 @@
+"""Hub test set-up: an app on in-memory DuckDB with a sniffer token and three viewers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from hub.core.config import Settings
+from hub.main import create_app
+from hub.storage.duckdb import DuckDBStorage
+from kubeweir.entry import Entry, encode_batch
+
+INGEST = {"Authorization": "Bearer ingest-secret"}
+ADMIN = {"Authorization": "Bearer admin-token"}
+ALICE = {"Authorization": "Bearer alice-token"}  # payments* only, may view bodies
+BOB = {"Authorization": "Bearer bob-token"}  # shop only, no permissions
+
+
+def hub_settings(**overrides: object) -> Settings:
+    base: dict[str, object] = {
+        "db": ":memory:",
+        "ingest_token": "ingest-secret",
+        "secret_key": "test-secret-key",
+        "cookie_secure": False,
+        "retention_max_age": None,
+        "retention_max_bytes": None,
+        "viewer_tokens": {
+            "admin-token": {"name": "admin", "namespaces": ["*"], "permissions": ["admin"]},
+            "alice-token": {
+                "name": "alice",
+                "namespaces": ["payments*"],
+                "permissions": ["view-bodies"],
+            },
+            "bob-token": {"name": "bob", "namespaces": ["shop"], "permissions": []},
+        },
+    }
+    base.update(overrides)
+    return Settings(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return hub_settings()
+
+
+@pytest.fixture
+def storage() -> Iterator[DuckDBStorage]:
+    s = DuckDBStorage(":memory:")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def app(settings: Settings, storage: DuckDBStorage) -> FastAPI:
+    return create_app(settings, storage=storage)
+
+
+@pytest.fixture
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as c:
+        yield c
+
+
+def ingest(client: TestClient, entries: list[Entry], **headers: str) -> dict[str, int]:
+    r = client.post(
+        "/api/v1/ingest", content=encode_batch(entries, sniffer="node-a"), headers=INGEST
+    )
+    assert r.status_code == 200, r.text
+    out: dict[str, int] = r.json()
+    return out
