@@ -241,14 +241,15 @@ class Pod:
         """Debian's nginx-light returning a small fixed body on every path."""
         conf_dir = Path(self.node.state_dir) / f"nginx-{self.name}"
         conf_dir.mkdir(parents=True, exist_ok=True)
+        d = conf_dir
         (conf_dir / "nginx.conf").write_text(
-            "worker_processes 1; daemon off; pid %(d)s/nginx.pid; error_log %(d)s/error.log;\n"
+            f"worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log;\n"
             "events { worker_connections 4096; }\n"
             "http { access_log off; keepalive_requests 1000000;\n"
-            "  client_body_temp_path %(d)s; proxy_temp_path %(d)s; fastcgi_temp_path %(d)s;\n"
-            "  uwsgi_temp_path %(d)s; scgi_temp_path %(d)s;\n"
-            "  server { listen %(p)d; location / { default_type text/plain;\n"
-            "    return 200 'hello from kubeweir\\n'; } } }\n" % {"d": conf_dir, "p": port}
+            f"  client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n"
+            f"  uwsgi_temp_path {d}; scgi_temp_path {d};\n"
+            f"  server {{ listen {port}; location / {{ default_type text/plain;\n"
+            "    return 200 'hello from kubeweir\\n'; } } }\n"
         )
         proc = self.popen("nginx", "-c", str(conf_dir / "nginx.conf"), "-p", str(conf_dir))
         self.wait_port(port)
@@ -329,7 +330,7 @@ class TestNode:
             ]
             if not free:
                 raise NodeError(f"no free /24 left in {POD_NETS}")
-            self.network = random.choice(free)
+            self.network = ipaddress.IPv4Network(random.choice(free))
             self.host_ip = str(self.network.network_address + 1)
             self._links.append(self.bridge)
             self._save()
