@@ -29,34 +29,39 @@ class _Decoder(Protocol):
 
 class _ZlibDecoder:
     """gzip and deflate (RFC 9110 §8.4.1.2, §8.4.1.3). ``deflate`` is meant to be the
-    zlib format but some servers send raw deflate: the first bytes decide."""
+    zlib format but some servers send raw deflate: the first two bytes decide (a zlib
+    header has compression method 8 and a check sum divisible by 31, RFC 1950 §2.2)."""
 
-    __slots__ = ("_d", "_raw_fallback", "_started")
+    __slots__ = ("_d", "_head")
 
     def __init__(self, gzip: bool) -> None:
         # 32 + 15: zlib or gzip header, auto-detected
-        self._d = zlib.decompressobj(47 if gzip else 15)
-        self._raw_fallback = not gzip
-        self._started = False
+        self._d: Any = zlib.decompressobj(47) if gzip else None
+        self._head = b""
 
     def decode(self, data: bytes, limit: int) -> bytes:
+        if self._d is None:
+            head = self._head + data
+            if len(head) < 2:
+                self._head = head
+                return b""
+            zlib_header = (head[0] & 0x0F) == 8 and ((head[0] << 8) | head[1]) % 31 == 0
+            self._d = zlib.decompressobj(15 if zlib_header else -15)
+            self._head = b""
+            data = head
         try:
-            out = self._d.decompress(data, limit)
+            return bytes(self._d.decompress(data, limit))
         except zlib.error as e:
-            if self._raw_fallback and not self._started:
-                self._raw_fallback = False
-                self._d = zlib.decompressobj(-15)
-                return self.decode(data, limit)
             raise ValueError(f"bad compressed data: {e}") from None
-        self._started = True
-        return out
 
     def more(self, limit: int) -> bytes:
+        if self._d is None:
+            return b""
         tail = self._d.unconsumed_tail
         if not tail:
             return b""
         try:
-            return self._d.decompress(tail, limit)
+            return bytes(self._d.decompress(tail, limit))
         except zlib.error as e:
             raise ValueError(f"bad compressed data: {e}") from None
 

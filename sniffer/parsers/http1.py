@@ -282,6 +282,8 @@ class HttpParser(StreamParser):
         self._done: list[Exchange] = []
         self._closed = False
         self._max_head = self.limits.max_header_bytes
+        self._orphans = 0
+        """Responses without a request since the last request head (see ``_lost_message``)."""
 
     # ------------------------------------------------------------------ public face
 
@@ -372,9 +374,11 @@ class HttpParser(StreamParser):
         else:
             # idle or inside a head: a message begins in (or before) the hole
             lost_start = True
-            h.pending_gap += length
+            if not self._lost_message(h, length):
+                h.pending_gap += length
+            lost_start = False
         if lost_start:
-            self._lost_message(h, length)
+            self._lost_message(h, 0)
         h.buf = b""
         h.pos = h.scan = 0
         h.start_ts = None
@@ -738,6 +742,7 @@ class HttpParser(StreamParser):
             ev.method,
         )
         msg.target = ev.target
+        self._orphans = 0
         if h.pending_gap:
             msg.gaps, h.pending_gap = h.pending_gap, 0
         # RFC 9110 §7.8 (Upgrade), §9.3.6 (CONNECT): may switch protocol
@@ -777,6 +782,8 @@ class HttpParser(StreamParser):
         if h.pending_gap:
             msg.gaps, h.pending_gap = h.pending_gap, 0
         req = self._pending.popleft() if self._pending else None
+        if req is None:
+            self._orphans += 1
         msg.req = req
         if req is not None:
             req.answered = True
@@ -875,18 +882,27 @@ class HttpParser(StreamParser):
         else:
             self._finish(msg.req, msg, None, "gap")
 
-    def _lost_message(self, h: _Half, length: int) -> None:
-        """A message started inside a gap and cannot be read."""
+    def _lost_message(self, h: _Half, gaps: int) -> bool:
+        """A message started inside a gap and cannot be read. Returns whether ``gaps``
+        was counted on an exchange."""
         if h.direction == Direction.CLIENT:
+            if self._orphans:
+                # A response without request came since the last request: the gap is
+                # reported late (at the next client segment), after that response; it
+                # was the answer to the lost request.
+                self._orphans -= 1
+                return False
             lost = _Msg(0.0, None)
-            lost.gaps = length
+            lost.gaps = gaps
             self._push(lost)
-        elif self._pending:
+            return True
+        if self._pending:
             req = self._pending.popleft()
             if not req.lost:
-                req.gaps += length
+                req.gaps += gaps
                 self._finish(req, None, None, "gap")
-            h.pending_gap = 0
+            return True
+        return False
 
     def _finish(self, req: _Msg | None, resp: _Msg | None, end: float | None, error: str) -> None:
         """Emit one exchange."""
