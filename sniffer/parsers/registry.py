@@ -59,6 +59,7 @@ STREAM_MODULES: tuple[str, ...] = (
     "sniffer.parsers.http1",
     "sniffer.parsers.redis",
     "sniffer.parsers.postgres",
+    "sniffer.parsers.kafka",
     "sniffer.parsers.dns_tcp",
 )
 DATAGRAM_MODULES: tuple[str, ...] = ("sniffer.parsers.dns",)
