@@ -498,7 +498,7 @@ def _pos(tree: Any) -> int:
     if isinstance(tree, lark.Token):
         return int(tree.start_pos or 0)
     meta = getattr(tree, "meta", None)
-    if meta is None or meta.empty:
+    if meta is None or meta.empty or getattr(meta, "start_pos", None) is None:
         return 0
     return int(meta.start_pos)
 
