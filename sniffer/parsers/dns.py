@@ -60,6 +60,7 @@ _RRFIXED = struct.Struct("!HHIH")
 _MX = struct.Struct("!H")
 _SRV = struct.Struct("!HHH")
 _SOA = struct.Struct("!IIIII")
+_OPT = struct.Struct("!HH")
 
 MAX_ANSWERS = 128
 """Answer records decoded per message; the rest are counted (``answers_truncated``)."""
@@ -283,10 +284,10 @@ _EDNS_OPTS = {3: "NSID", 8: "ECS", 10: "COOKIE", 11: "KEEPALIVE", 12: "PADDING",
 
 
 def _edns_options(buf: bytes, off: int, rdlen: int) -> list[str]:
-    out = []
+    out: list[str] = []
     end = off + rdlen
     while off + 4 <= end and len(out) < 32:
-        code, length = struct.unpack_from("!HH", buf, off)
+        code, length = _OPT.unpack_from(buf, off)
         out.append(_EDNS_OPTS.get(code) or f"OPT{code}")
         off += 4 + length
     return out
