@@ -60,6 +60,7 @@ STREAM_MODULES: tuple[str, ...] = (
     "sniffer.parsers.redis",
     "sniffer.parsers.postgres",
     "sniffer.parsers.kafka",
+    "sniffer.parsers.mqtt",
     "sniffer.parsers.dns_tcp",
 )
 DATAGRAM_MODULES: tuple[str, ...] = ("sniffer.parsers.dns",)
