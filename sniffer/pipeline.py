@@ -390,6 +390,7 @@ class Pipeline:
     def _decide(self, conn: Connection, final: bool) -> None:
         op = conn.opening
         yes: list[StreamProtocol] = []
+        no: set[str] = set()
         more = False
         for proto in self._stream:
             for d in (CLIENT, SERVER):
@@ -402,15 +403,23 @@ class Pipeline:
                     break
                 if v is _MORE and len(o) < DETECT_BYTES:
                     more = True
+                else:
+                    no.add(proto.name)
         hinted = self._hint_stream.get(conn.server.port) or self._hint_stream.get(conn.client.port)
         if yes:
+            # content first; a port hint only breaks a tie
             self._start(conn, hinted if hinted in yes else yes[0])
             return
         if more and not final and conn.pending_bytes < DETECT_MAX_PENDING:
             return
-        if hinted is not None and (conn.syn or hinted.midstream):
-            self._start(conn, hinted)
-            return
+        if hinted is not None:
+            if not conn.syn and hinted.midstream:
+                # picked up mid-stream: the opening bytes need not start a message
+                self._start(conn, hinted)
+                return
+            if hinted.name not in no:
+                self._start(conn, hinted)  # the hinted protocol never said no
+                return
         if not final and not op[CLIENT] and conn.pending_bytes < DETECT_MAX_PENDING:
             return  # only the server spoke so far: wait for the client's first bytes
         self._c["tcp_unrecognised"] += 1

@@ -34,7 +34,23 @@ SERVER = Direction.SERVER
 class Half:
     """One direction of a connection: what its sender has sent."""
 
-    __slots__ = ("conn", "dir", "ip", "port", "next", "isn", "ooo", "ooo_bytes", "fin", "peer")
+    __slots__ = (
+        "conn",
+        "dir",
+        "ip",
+        "port",
+        "next",
+        "isn",
+        "ooo",
+        "ooo_bytes",
+        "fin",
+        "peer",
+        "held",
+        "held_bytes",
+        "held_ts",
+        "need",
+        "evidence",
+    )
 
     def __init__(self, conn: Connection, direction: Direction, ip: bytes, port: int) -> None:
         self.conn = conn
@@ -49,6 +65,14 @@ class Half:
         self.fin: int | None = None
         """Sequence number of the FIN, once seen."""
         self.peer: Half = self
+        self.held: list[tuple[bytes, float]] | None = None
+        """In-order data that answers peer bytes not delivered yet (held back so that a
+        parser sees a request before its response even when the capture reordered them)."""
+        self.held_bytes = 0
+        self.held_ts = 0.0
+        self.need = 0
+        self.evidence = 0
+        """Peer sequence number the held data acknowledges."""
 
 
 class Connection:
@@ -118,8 +142,10 @@ class Reassembler:
         max_flow_bytes: int = 4 << 20,
         max_total_bytes: int = 128 << 20,
         max_flows: int = 20000,
+        hold_timeout: float = 2.0,
     ) -> None:
         self.sink = sink
+        self.hold_timeout = hold_timeout
         self.server_ports = frozenset(server_ports)
         self.idle_timeout = idle_timeout
         self.max_flow_bytes = max_flow_bytes
@@ -141,6 +167,7 @@ class Reassembler:
             "closed_idle": 0,
             "closed_evicted": 0,
             "late_segments": 0,
+            "held": 0,
             "bound_flow_bytes": 0,
             "bound_total_bytes": 0,
             "bound_flows": 0,
@@ -189,27 +216,46 @@ class Reassembler:
             if nxt is None:
                 half.isn = nxt = seq
             d = (seq - nxt) & M32
+            peer = half.peer
             if d == 0:
                 half.next = (seq + n) & M32
-                self.sink.data(conn, half.dir, bytes(payload), ts)
+                pn = peer.next
+                if half.held is None and (
+                    pn is None
+                    or not flags & ACK
+                    or (ack - pn) & M32 == 0
+                    or (ack - pn) & M32 >= HALF32
+                ):
+                    self.sink.data(conn, half.dir, bytes(payload), ts)
+                else:
+                    self._hold(half, bytes(payload), ts, ack)
                 if half.ooo:
                     self._drain(half)
             elif d < HALF32:
                 self._buffer(half, seq, payload, ts)
+                held = peer.held
+                if held is not None and (seq - peer.need) & M32 < HALF32:
+                    # this side moved past the bytes the peer's data answers: they are lost
+                    self._force(peer, ts)
             else:
                 back = (nxt - seq) & M32
                 if back >= n:
                     self.counters["retransmissions"] += 1
                 else:  # overlap: the part already delivered is dropped
                     half.next = (seq + n) & M32
-                    self.sink.data(conn, half.dir, bytes(payload[back:]), ts)
+                    self._deliver(half, bytes(payload[back:]), ts)
                     if half.ooo:
                         self._drain(half)
-        if flags & ACK:
+            if peer.held is not None:
+                self._maybe_release(peer)
+        elif flags & ACK:
             peer = half.peer
             if peer.ooo and peer.next is not None and 0 < ((ack - peer.next) & M32) < HALF32:
-                # the receiver has bytes the capture never held: they are lost
-                self._skip(peer, ts)
+                # the receiver acknowledges bytes the capture never held; on the second
+                # such ACK (one may just overtake a reordered segment) they are lost
+                peer.evidence += 1
+                if peer.evidence >= 2:
+                    self._skip(peer, ts)
         if flags & (FIN | RST):
             if flags & RST:
                 self._close(conn, ts, "closed_rst")
@@ -222,6 +268,8 @@ class Reassembler:
                 and peer.next == peer.fin
                 and not half.ooo
                 and not peer.ooo
+                and half.held is None
+                and peer.held is None
             ):
                 self._close(conn, ts, "closed_fin")
 
@@ -292,6 +340,7 @@ class Reassembler:
 
     def _skip(self, half: Half, ts: float) -> None:
         """Declare the hole before the earliest buffered segment lost, and go on."""
+        half.evidence = 0
         nxt = half.next
         assert nxt is not None
         first = min(half.ooo, key=lambda s: (s - nxt) & M32)
@@ -305,6 +354,74 @@ class Reassembler:
             self.counters["gap_bytes"] += gap
             self.sink.gap(half.conn, half.dir, gap, ts)
         self._drain(half)
+        if half.peer.held is not None:
+            self._maybe_release(half.peer)
+
+    def _deliver(self, half: Half, data: bytes, ts: float) -> None:
+        if half.held is None:
+            self.sink.data(half.conn, half.dir, data, ts)
+        else:
+            self._hold(half, data, ts, half.need)
+
+    def _hold(self, half: Half, data: bytes, ts: float, ack: int) -> None:
+        if half.held is None:
+            half.held = []
+            half.held_bytes = 0
+            half.held_ts = ts
+            half.need = ack
+            self.counters["held"] += 1
+        elif (ack - half.need) & M32 < HALF32:
+            half.need = ack
+        half.held.append((data, ts))
+        half.held_bytes += len(data)
+        self.buffered += len(data)
+        if half.held_bytes > self.max_flow_bytes:
+            self.counters["bound_flow_bytes"] += 1
+            self._force(half, ts)
+        elif self.buffered > self.max_total_bytes:
+            self.counters["bound_total_bytes"] += 1
+            self._force(half, ts)
+
+    def _maybe_release(self, half: Half) -> None:
+        """Hand on held data once the peer has delivered what it acknowledges."""
+        pn = half.peer.next
+        if pn is not None and (pn - half.need) & M32 < HALF32:
+            self._release_held(half)
+
+    def _release_held(self, half: Half) -> None:
+        held = half.held
+        if held is None:
+            return
+        half.held = None
+        self.buffered -= half.held_bytes
+        half.held_bytes = 0
+        sink = self.sink
+        for data, t in held:
+            sink.data(half.conn, half.dir, data, t)
+
+    def _force(self, half: Half, ts: float) -> None:
+        """The peer bytes the held data answers are lost: say so, then hand it on."""
+        peer = half.peer
+        # buffered peer bytes before the needed point still go first, around their holes
+        while half.held is not None and peer.ooo and peer.next is not None:
+            nxt = peer.next
+            first = min(peer.ooo, key=lambda s: (s - nxt) & M32)
+            if (half.need - first) & M32 >= HALF32 or first == half.need:
+                break
+            self._skip(peer, ts)
+        if half.held is None:
+            return
+        pn = peer.next
+        if pn is not None:
+            gap = (half.need - pn) & M32
+            if 0 < gap < HALF32:
+                peer.next = half.need
+                self.counters["gaps"] += 1
+                self.counters["gap_bytes"] += gap
+                self.sink.gap(peer.conn, peer.dir, gap, ts)
+        self._release_held(half)
+        if peer.ooo:
+            self._drain(peer)
 
     def _drain(self, half: Half) -> None:
         ooo = half.ooo
@@ -330,8 +447,12 @@ class Reassembler:
             else:
                 data, t = item
                 self._release(half, len(data))
+            half.evidence = 0
             half.next = (nxt + len(data)) & M32
-            sink.data(conn, half.dir, data, t)
+            if half.held is None:
+                sink.data(conn, half.dir, data, t)
+            else:
+                self._hold(half, data, t, half.need)
 
     # -- ends -----------------------------------------------------------------------------
 
@@ -339,8 +460,13 @@ class Reassembler:
         if conn not in self.conns:
             return
         for h in (conn.client, conn.server):
+            if h.held is not None:
+                self._force(h, ts)
+        for h in (conn.client, conn.server):
             while h.ooo:
                 self._skip(h, ts)
+            if h.peer.held is not None:
+                self._force(h.peer, ts)
         del self.conns[conn]
         closed = self._closed
         for k in conn.keys:
@@ -361,8 +487,14 @@ class Reassembler:
     def sweep(self, now: float) -> None:
         """Close connections idle for longer than the idle time-out."""
         limit = now - self.idle_timeout
-        for conn in [c for c in self.conns if c.last < limit]:
-            self._close(conn, now, "closed_idle")
+        hold_limit = now - self.hold_timeout
+        for conn in list(self.conns):
+            if conn.last < limit:
+                self._close(conn, now, "closed_idle")
+                continue
+            for h in (conn.client, conn.server):
+                if h.held is not None and h.held_ts < hold_limit:
+                    self._force(h, now)
 
     def close_all(self, ts: float) -> None:
         for conn in list(self.conns):

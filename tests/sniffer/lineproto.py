@@ -60,8 +60,8 @@ class LineParser(StreamParser):
 
     def gap(self, direction: Direction, length: int, ts: float) -> None:
         self.gaps += length
+        self.skip[direction] = bool(self.buf[direction])  # the rest of a broken line
         self.buf[direction] = b""
-        self.skip[direction] = True  # the rest of the broken line
 
     def close(self, ts: float) -> None:
         for t0, q, g in self.pending:
