@@ -170,7 +170,7 @@ def read(
         pipe = Pipeline(settings)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--port-hint") from exc
-    err = click.get_text_stream("stderr")
+    err = sys.stderr
     try:
         reader = open_capture(file)
     except CaptureError as exc:
@@ -179,7 +179,7 @@ def read(
     except OSError as exc:
         click.echo(f"kubeweir read: {exc}", err=True)
         sys.exit(2)
-    out = click.get_binary_stream("stdout")
+    out = sys.stdout.buffer
     flush_each = out.isatty()
     started = time.monotonic()
     progress: Any = None
@@ -199,8 +199,10 @@ def read(
         task = progress.add_task("reading", total=reader.size)
         progress.start()
 
-        def tick(offset: int) -> None:
+        def _tick(offset: int) -> None:
             progress.update(task, completed=offset)
+
+        tick = _tick
 
     try:
         with reader:
