@@ -335,4 +335,5 @@ def resolve_field(names: list[str], position: int) -> tuple[FieldSpec, tuple[str
             position,
             "use one of: " + ", ".join(members[:8]),
         )
-    raise QueryError(f"unknown field {dotted!r}", position, _suggest(dotted))
+    shown = dotted if len(dotted) <= 80 else dotted[:77] + "..."
+    raise QueryError(f"unknown field {shown!r}", position, _suggest(dotted[:200]))

@@ -157,9 +157,15 @@ class _Parser:
         op = _REL[op_tree.data]
         left = self.visit(op_tree.children[0], depth)
         right = self.visit(right_tree, depth)
+        pos = _pos(right_tree)
+        if pos == 0:  # true/false literals carry no position (celpy's lexer callback)
+            after = self.text.find(op, getattr(op_tree.children[0].meta, "end_pos", 0) or 0)
+            pos = after + len(op) if after >= 0 else 0
+            while pos < len(self.text) and self.text[pos].isspace():
+                pos += 1
         if op == "in":
-            return self.membership(left, right, _pos(right_tree))
-        return self.compare(op, left, right, _pos(right_tree))
+            return self.membership(left, right, pos)
+        return self.compare(op, left, right, pos)
 
     def _arith(self, tree: _Tree, kind: str, depth: int) -> Any:
         ops: list[tuple[str, _Tree]] = []
@@ -299,6 +305,8 @@ class _Parser:
     # -- values and predicates ------------------------------------------------------
 
     def field(self, ref: _Ref) -> a.Field:
+        if len(ref.parts) > 10:
+            raise QueryError("field path too deep (limit 10 parts)", ref.pos)
         names: list[str] = []
         for value, is_index, _ in ref.parts:
             if is_index:
@@ -402,10 +410,13 @@ class _Parser:
         rhs = self.operand(right)
         if not isinstance(rhs, a.Field):
             raise QueryError("'in' needs a list literal, a map or a list field on its right", pos)
+        if rhs.type not in (MAP, LIST, DYN):
+            raise QueryError(
+                f"{rhs.spec.name} is a {rhs.type}; 'in' needs a list or a map", rhs.pos
+            )
         if not (isinstance(lhs, a.Const) and lhs.type == STRING):
             raise QueryError(
-                f"'in' {rhs.spec.name} needs a string literal on its left",
-                lhs.pos if hasattr(lhs, "pos") else pos,
+                f"'in' {rhs.spec.name} needs a string literal on its left", _node_pos(lhs)
             )
         key = str(lhs.value)
         if rhs.type == MAP:
@@ -414,9 +425,8 @@ class _Parser:
             return a.HasKey(rhs, key, pos)
         if rhs.type == LIST:
             return a.ListHas(rhs, key, pos)
-        if rhs.type == DYN:  # a JSON object (key) or list (item), decided per entry
-            return a.Or((a.HasKey(rhs, key, pos), a.ListHas(rhs, key, pos)), pos)
-        raise QueryError(f"{rhs.spec.name} is a {rhs.type}; 'in' needs a list or a map", rhs.pos)
+        # dyn: a JSON object (key) or list (item), decided per entry
+        return a.Or((a.HasKey(rhs, key, pos), a.ListHas(rhs, key, pos)), pos)
 
     def call(self, name: str, receiver: Any, args: list[tuple[Any, int]], pos: int) -> Any:
         if receiver is not None and name in _STR_METHODS:
