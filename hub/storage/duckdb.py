@@ -60,8 +60,9 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MI
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL,"
         " applied_at TIMESTAMP NOT NULL DEFAULT current_timestamp)"
     )
-    row = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
-    current = int(row[0]) if row else 0
+    # fetchall: a half-read result would block the next register() on this connection
+    rows = con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchall()
+    current = int(rows[0][0]) if rows else 0
     if current > len(migrations):
         raise StorageError(
             f"the database is at schema version {current}, newer than this hub "
