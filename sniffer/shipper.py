@@ -1,0 +1,284 @@
+"""Ship entries to the hub: batch, seal into the spool, POST, delete on acknowledgement.
+
+The capture thread only appends entries to an in-memory queue (it never blocks on disk or
+network). A sealer thread cuts batches bounded in entries, bytes and age, encodes them
+(msgpack ``Batch``, zstd) and writes them durably to the ``Spool``; a sender thread
+POSTs the oldest spooled batch to ``/api/v1/ingest`` and deletes it once the hub answers
+2xx. Failures back off exponentially with full jitter. Entry ids are deterministic, so a
+batch resent after a lost acknowledgement is stored once (the hub dedupes by id).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import msgspec
+import zstandard
+
+from kubeweir.entry import Entry, decode_batch, encode_batch
+from sniffer.spool import Spool, SpooledBatch
+
+__all__ = ["ShipperConfig", "Shipper", "TokenSource"]
+
+log = logging.getLogger("kubeweir.sniffer.shipper")
+
+_entry_enc = msgspec.msgpack.Encoder()
+
+
+class TokenSource:
+    """The bearer credential: a fixed shared token, or a file re-read when it changes
+    (a projected ServiceAccount token is rotated by the kubelet)."""
+
+    def __init__(self, token: str | None = None, path: Path | None = None) -> None:
+        self._token = token or ""
+        self.path = path
+        self._mtime: float | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> str:
+        if self.path is None:
+            return self._token
+        with self._lock:
+            try:
+                mtime = self.path.stat().st_mtime_ns
+                if mtime != self._mtime:
+                    self._token = self.path.read_text().strip()
+                    self._mtime = mtime
+            except OSError as exc:
+                log.error("cannot read the token file %s: %s", self.path, exc)
+            return self._token
+
+
+@dataclass(frozen=True, slots=True)
+class ShipperConfig:
+    hub_url: str
+    node: str = ""
+    ca_file: Path | None = None
+    """CA bundle for the hub's TLS certificate; None: the system store."""
+    max_batch_entries: int = 1000
+    max_batch_bytes: int = 4 << 20
+    """Encoded (uncompressed) bytes of a batch."""
+    max_batch_age: float = 1.0
+    """Seconds the first entry of a batch waits for more before the batch is sealed."""
+    max_queue: int = 200_000
+    """Entries waiting in memory to be sealed; past this, new entries are dropped (counted)."""
+    timeout: float = 10.0
+    backoff_min: float = 0.2
+    backoff_max: float = 30.0
+
+
+class Shipper:
+    """Queue → spool → hub, on two threads of its own."""
+
+    def __init__(self, config: ShipperConfig, spool: Spool, token: Callable[[], str]) -> None:
+        self.config = config
+        self.spool = spool
+        self.token = token
+        self._queue: collections.deque[Entry] = collections.deque()
+        self._queue_cv = threading.Condition()
+        self._stop = threading.Event()
+        self._draining = False
+        self._zstd = zstandard.ZstdCompressor(level=3)
+        verify: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(config.ca_file)) if config.ca_file else True
+        )
+        self._client = httpx.Client(
+            base_url=config.hub_url.rstrip("/"), verify=verify, timeout=config.timeout
+        )
+        self.entries_queued = 0
+        self.entries_dropped_queue = 0
+        self.entries_sent = 0
+        self.entries_accepted = 0
+        self.entries_duplicate = 0
+        self.batches_sent = 0
+        self.send_errors = 0
+        self.last_error = ""
+        self.last_ack = 0.0
+        self.latencies: collections.deque[float] = collections.deque(maxlen=1024)
+        """Seconds per successful POST (the agent exports them as a histogram)."""
+        self.on_latency: Callable[[float], None] | None = None
+        self._threads = [
+            threading.Thread(target=self._seal_loop, name="sealer", daemon=True),
+            threading.Thread(target=self._send_loop, name="sender", daemon=True),
+        ]
+
+    # --- capture side ------------------------------------------------------------------
+    def add(self, entries: Iterable[Entry]) -> None:
+        """Hand entries over (from the capture thread); never blocks."""
+        q = self._queue
+        added = 0
+        for e in entries:
+            if len(q) >= self.config.max_queue:
+                self.entries_dropped_queue += 1
+                if self.entries_dropped_queue % 1000 == 1:
+                    log.error(
+                        "ship queue full (%d): entries dropped (%d so far)",
+                        len(q),
+                        self.entries_dropped_queue,
+                    )
+                continue
+            q.append(e)
+            added += 1
+        if added:
+            self.entries_queued += added
+            with self._queue_cv:
+                self._queue_cv.notify()
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    # --- lifecycle ---------------------------------------------------------------------
+    def start(self) -> Shipper:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Seal what is queued into the spool, try to send for ``drain_timeout`` seconds,
+        then stop. Whatever is still unsent stays in the spool for the next start."""
+        self._draining = True
+        with self._queue_cv:
+            self._queue_cv.notify_all()
+        deadline = time.monotonic() + drain_timeout
+        while (self._queue or len(self.spool)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        with self._queue_cv:
+            self._queue_cv.notify_all()
+        with self.spool._lock:
+            self.spool._lock.notify_all()
+        for t in self._threads:
+            t.join(timeout=10)
+        self._seal_all()  # anything that arrived after the sealer stopped
+        self._client.close()
+
+    # --- sealing -----------------------------------------------------------------------
+    def _encode(self, entries: list[Entry]) -> bytes:
+        return self._zstd.compress(encode_batch(entries, sniffer=self.config.node))
+
+    def _cut(self) -> list[Entry]:
+        """Up to one batch's worth from the queue, bounded in count and bytes."""
+        out: list[Entry] = []
+        size = 0
+        q = self._queue
+        cfg = self.config
+        while q and len(out) < cfg.max_batch_entries:
+            e = q[0]
+            n = len(_entry_enc.encode(e))
+            if out and size + n > cfg.max_batch_bytes:
+                break
+            q.popleft()
+            out.append(e)
+            size += n
+        return out
+
+    def _seal_all(self) -> None:
+        while self._queue:
+            batch = self._cut()
+            self.spool.put(self._encode(batch), len(batch))
+
+    def _seal_loop(self) -> None:
+        cfg = self.config
+        first_at: float | None = None
+        while not self._stop.is_set():
+            with self._queue_cv:
+                if not self._queue:
+                    first_at = None
+                    self._queue_cv.wait(0.5)
+                    continue
+            now = time.monotonic()
+            if first_at is None:
+                first_at = now
+            full = len(self._queue) >= cfg.max_batch_entries
+            if full or self._draining or now - first_at >= cfg.max_batch_age:
+                try:
+                    batch = self._cut()
+                    if batch:
+                        self.spool.put(self._encode(batch), len(batch))
+                except OSError as exc:
+                    log.error("cannot write to the spool %s: %s", self.spool.dir, exc)
+                    self._stop.wait(1.0)
+                first_at = time.monotonic() if self._queue else None
+            else:
+                with self._queue_cv:
+                    self._queue_cv.wait(max(0.01, cfg.max_batch_age - (now - first_at)))
+
+    # --- sending -----------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        cfg = self.config
+        failures = 0
+        while not self._stop.is_set():
+            item = self.spool.oldest(wait=0.5)
+            if item is None:
+                continue
+            batch, body = item
+            ok = self._send(batch, body)
+            if ok:
+                failures = 0
+                continue
+            failures += 1
+            # Exponential back-off with full jitter (AWS architecture blog).
+            cap = min(cfg.backoff_max, cfg.backoff_min * (2 ** min(failures, 16)))
+            self._stop.wait(random.uniform(cfg.backoff_min / 2, cap))
+
+    def _send(self, batch: SpooledBatch, body: bytes) -> bool:
+        headers = {
+            "Content-Type": "application/msgpack",
+            "Content-Encoding": "zstd",
+            "Authorization": f"Bearer {self.token()}",
+        }
+        started = time.perf_counter()
+        try:
+            resp = self._client.post("/api/v1/ingest", content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return self._failed(f"hub unreachable: {exc!r}")
+        if resp.status_code < 300:
+            elapsed = time.perf_counter() - started
+            try:
+                answer = resp.json()
+            except ValueError:
+                answer = {}
+            self.spool.ack(batch)
+            self.batches_sent += 1
+            self.entries_sent += batch.entries
+            self.entries_accepted += int(answer.get("accepted", 0))
+            self.entries_duplicate += int(answer.get("duplicates", 0))
+            self.last_ack = time.time()
+            self.latencies.append(elapsed)
+            if self.on_latency is not None:
+                self.on_latency(elapsed)
+            return True
+        detail = resp.text[:300]
+        if resp.status_code == 413 and batch.entries > 1:
+            self._split(batch, body)
+            return True
+        if resp.status_code in (400, 413, 415):
+            # The hub will never take this batch: keeping it would block the spool forever.
+            self.spool.drop(batch, f"hub refused it ({resp.status_code}): {detail}")
+            return True
+        return self._failed(f"hub answered {resp.status_code}: {detail}")
+
+    def _split(self, batch: SpooledBatch, body: bytes) -> None:
+        entries = decode_batch(zstandard.ZstdDecompressor().decompress(body)).entries
+        half = len(entries) // 2
+        parts = [(self._encode(p), len(p)) for p in (entries[:half], entries[half:])]
+        log.warning("hub found batch %s too large: split in two", batch.name)
+        self.spool.replace(batch, parts)
+
+    def _failed(self, reason: str) -> bool:
+        self.send_errors += 1
+        if reason != self.last_error or self.send_errors % 50 == 1:
+            log.warning("ship failed (%d so far), batch kept in the spool: %s",
+                        self.send_errors, reason)  # fmt: skip
+        self.last_error = reason
+        return False

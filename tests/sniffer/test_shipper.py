@@ -1,0 +1,142 @@
+"""The shipper against a real hub over TLS: delivery, outage, restart, refusal, tokens."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from kubeweir.entry import Endpoint, Entry, tcp_entry_id
+from sniffer.shipper import Shipper, ShipperConfig, TokenSource
+from sniffer.spool import Spool
+from sniffer.testing.hub import INGEST_TOKEN, HubProcess
+
+
+def _entries(n: int, start: int = 0) -> list[Entry]:
+    return [
+        Entry(
+            id=tcp_entry_id(1000 + i, 2000 + i, 40000, 0),
+            ts=time.time(),
+            proto="http",
+            src=Endpoint(ip="10.244.1.2", port=40000, pod="cli", namespace="shop"),
+            dst=Endpoint(ip="10.244.1.3", port=8080, pod="web", namespace="shop"),
+            request={"method": "GET", "path": f"/call/{i}"},
+            response={"status": 200},
+            summary=f"GET /call/{i} → 200",
+        )
+        for i in range(start, start + n)
+    ]
+
+
+def _wait(cond: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[HubProcess]:
+    h = HubProcess(tmp_path / "hub").start()
+    yield h
+    h.kill()
+
+
+def _shipper(hub: HubProcess, spool_dir: Path, **kw: object) -> Shipper:
+    cfg = ShipperConfig(hub_url=hub.url, node="node-a", ca_file=hub.ca, max_batch_age=0.1,
+                        backoff_min=0.05, backoff_max=0.5, **kw)  # type: ignore[arg-type]  # fmt: skip
+    return Shipper(cfg, Spool(spool_dir), TokenSource(INGEST_TOKEN))
+
+
+def test_delivers_in_bounded_batches(hub: HubProcess, tmp_path: Path) -> None:
+    s = _shipper(hub, tmp_path / "spool", max_batch_entries=40).start()
+    try:
+        s.add(_entries(100))
+        _wait(lambda: s.entries_sent == 100)
+        assert s.batches_sent >= 3  # 100 entries in batches of at most 40
+        assert hub.total() == 100
+        assert len(s.spool) == 0 and s.latencies
+    finally:
+        s.stop()
+
+
+def test_hub_outage_loses_nothing_and_resends_dedupe(hub: HubProcess, tmp_path: Path) -> None:
+    s = _shipper(hub, tmp_path / "spool").start()
+    try:
+        s.add(_entries(50))
+        _wait(lambda: s.entries_sent == 50)
+        hub.kill()
+        s.add(_entries(50, start=50))
+        _wait(lambda: s.send_errors >= 2)
+        assert s.spool.pending_entries == 50  # kept on disk while the hub is down
+        hub.start()
+        _wait(lambda: s.entries_sent == 100)
+        s.add(_entries(100))  # a resend of everything: stored once
+        _wait(lambda: s.entries_sent == 200)
+        assert hub.total() == 100
+        assert s.entries_duplicate == 100
+    finally:
+        s.stop()
+
+
+def test_restart_resumes_the_spool(hub: HubProcess, tmp_path: Path) -> None:
+    hub.kill()
+    s = _shipper(hub, tmp_path / "spool").start()
+    s.add(_entries(30))
+    s.stop(drain_timeout=0.5)  # hub down: the batch stays spooled
+    assert Spool(tmp_path / "spool").pending_entries == 30
+    hub.start()
+    again = _shipper(hub, tmp_path / "spool").start()
+    try:
+        _wait(lambda: again.entries_sent == 30)
+        assert hub.total() == 30
+    finally:
+        again.stop()
+
+
+def test_bad_credential_keeps_batches(hub: HubProcess, tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("wrong")
+    cfg = ShipperConfig(hub_url=hub.url, node="node-a", ca_file=hub.ca, max_batch_age=0.05,
+                        backoff_min=0.05, backoff_max=0.2)  # fmt: skip
+    s = Shipper(cfg, Spool(tmp_path / "spool"), TokenSource(path=token_file)).start()
+    try:
+        s.add(_entries(10))
+        _wait(lambda: s.send_errors >= 2)
+        assert "403" in s.last_error and s.spool.pending_entries == 10
+        token_file.write_text(INGEST_TOKEN + "\n")  # rotated: re-read
+        _wait(lambda: s.entries_sent == 10)
+        assert hub.total() == 10
+    finally:
+        s.stop()
+
+
+def test_refused_batch_is_dropped_loudly(hub: HubProcess, tmp_path: Path) -> None:
+    s = _shipper(hub, tmp_path / "spool").start()
+    try:
+        s.spool.put(b"not a zstd batch", 7)
+        _wait(lambda: s.spool.evicted_entries == 7)
+        s.add(_entries(5))
+        _wait(lambda: s.entries_sent == 5)  # the spool is not blocked behind it
+    finally:
+        s.stop()
+
+
+def test_wrong_ca_is_refused(hub: HubProcess, tmp_path: Path) -> None:
+    from sniffer.testing.hub import make_tls
+
+    other_ca = make_tls(tmp_path / "other")[0]
+    cfg = ShipperConfig(hub_url=hub.url, node="n", ca_file=other_ca, max_batch_age=0.05,
+                        backoff_min=0.05, backoff_max=0.2)  # fmt: skip
+    s = Shipper(cfg, Spool(tmp_path / "spool"), TokenSource(INGEST_TOKEN)).start()
+    try:
+        s.add(_entries(3))
+        _wait(lambda: s.send_errors >= 1)
+        assert "CERTIFICATE_VERIFY_FAILED" in s.last_error
+        assert s.spool.pending_entries == 3
+    finally:
+        s.stop(drain_timeout=0.2)
