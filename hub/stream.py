@@ -48,16 +48,20 @@ class Subscriber:
     maxsize: int
     headers: bool = False
     queue: asyncio.Queue[dict[str, Any]] = field(init=False)
+    wake: asyncio.Event = field(init=False)
+    """Set when entries were queued or lost: the sender has something to say."""
     missed: int = 0
     delivered: int = 0
     on_missed: Callable[[int], None] | None = None
 
     def __post_init__(self) -> None:
         self.queue = asyncio.Queue(self.maxsize)
+        self.wake = asyncio.Event()
 
     def _deliver(self, entries: Sequence[dict[str, Any]]) -> None:
         now = datetime.now(UTC)
         lost = 0
+        queued = 0
         for e in entries:
             try:
                 if not self.matches(e, now):
@@ -66,9 +70,12 @@ class Subscriber:
                 continue
             try:
                 self.queue.put_nowait(without_bodies(e, headers=self.headers))
-                self.delivered += 1
+                queued += 1
             except asyncio.QueueFull:
                 lost += 1
+        self.delivered += queued
+        if queued or lost:
+            self.wake.set()
         if lost:
             self.missed += lost
             if self.on_missed is not None:

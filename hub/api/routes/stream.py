@@ -53,11 +53,17 @@ async def stream(ws: WebSocket, q: str = "") -> None:
 
     async def sender() -> None:
         while True:
-            entry = await sub.queue.get()
-            missed = sub.take_missed()
-            if missed:
-                await ws.send_json({"type": "missed", "count": missed})
-            await ws.send_json({"type": "entry", "entry": entry})
+            await sub.wake.wait()
+            sub.wake.clear()
+            while True:
+                missed = sub.take_missed()
+                if missed:
+                    await ws.send_json({"type": "missed", "count": missed})
+                try:
+                    entry = sub.queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    break
+                await ws.send_json({"type": "entry", "entry": entry})
 
     async def receiver() -> None:
         with contextlib.suppress(WebSocketDisconnect):
