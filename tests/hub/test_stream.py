@@ -1,4 +1,4 @@
-"""WS /api/v1/stream: live entries by filter and scope; a slow client misses, ingest doesn't wait."""
+"""WS /api/v1/stream: live entries by filter and scope; slow clients miss, ingest never waits."""
 # TestClient.websocket_connect adds keys to the headers dict it is given: pass copies.
 
 from __future__ import annotations
