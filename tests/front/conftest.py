@@ -9,7 +9,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +75,7 @@ def front_dist() -> Path:
     index = DIST / "index.html"
     if not index.is_file() or _sources_newer_than(index):
         if not (FRONT / "node_modules").is_dir() or shutil.which("npm") is None:
-            pytest.fail("front/dist is missing or stale and npm packages aren't installed: run `make front`")
+            pytest.fail("front/dist is missing or stale and npm packages are absent: `make front`")
         subprocess.run(["npm", "run", "--silent", "build"], cwd=FRONT, check=True, timeout=300)
     return DIST
 
@@ -152,8 +152,11 @@ def hub(front_dist: Path) -> Iterator[Hub]:
         sock.close()
 
 
+Shot = Callable[[Any, str], Path]
+
+
 @pytest.fixture
-def shot(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def shot() -> Shot:
     """``shot(page, "name")`` saves a screenshot to test-artifacts/front/."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
 

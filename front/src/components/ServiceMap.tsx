@@ -5,7 +5,7 @@ import { useEffect, useMemo, useState } from "react";
 import { api } from "../lib/api";
 import { edgeFilter } from "../lib/filter";
 import { formatLatency, percent, rate } from "../lib/format";
-import { EDGE_LABEL_H, edgeColour, layoutMap } from "../lib/maplayout";
+import { EDGE_LABEL_H, edgeColour, layoutMap, nodeLabel } from "../lib/maplayout";
 import type { MapEdge, MapNode, ServiceMapAnswer } from "../lib/types";
 import { isLive } from "../lib/url";
 import { ErrorState, Loading, Notice } from "./States";
@@ -131,7 +131,9 @@ export function ServiceMap({ q, from, to, onEdge }: Props) {
           <tbody>
             {[...data.edges].sort((a, b) => b.error_rate - a.error_rate || b.count - a.count).map((e, i) => (
               <tr key={i} onClick={() => click(e)} className="clickable">
-                <td>{e.source} → {e.target}</td>
+                <td title={`${e.source} → ${e.target}`}>
+                  {short(byId.get(e.source), e.source)} → {short(byId.get(e.target), e.target)}
+                </td>
                 <td className="num">{rate(e.rate)}</td>
                 <td className="num" style={{ color: edgeColour(e.error_rate) }}>{percent(e.error_rate)}</td>
                 <td className="num">{formatLatency(e.p95)}</td>
@@ -142,6 +144,10 @@ export function ServiceMap({ q, from, to, onEdge }: Props) {
       </div>
     </div>
   );
+}
+
+function short(n: MapNode | undefined, id: string): string {
+  return n ? `${n.namespace ? `${n.namespace}/` : ""}${nodeLabel(n)}` : id;
 }
 
 function edgeText(e: MapEdge): string {

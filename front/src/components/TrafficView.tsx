@@ -13,6 +13,7 @@ import { ErrorState, Loading, Notice } from "./States";
 
 const ROW_H = 28;
 const PAGE = 200;
+const FLUSH_EVERY_MS = 100;
 
 type Conn = "connecting" | "live" | "retrying";
 
@@ -45,15 +46,28 @@ export function TrafficView(props: Props) {
   const scroller = useRef<HTMLDivElement>(null);
   const frame = useRef(0);
 
+  const lastFlush = useRef(0);
+
   const sync = useCallback(() => {
     frame.current = 0;
+    lastFlush.current = performance.now();
     const b = buf.current;
     if (b.flush()) setRows(b.rows);
     setPending(b.pendingCount);
     setMissed(b.missed);
   }, []);
+  // Arrivals are batched: one render per animation frame, and at most FLUSH_EVERY_MS apart
+  // (nobody reads faster than that; it keeps the main thread free at hundreds per second).
   const schedule = useCallback(() => {
-    if (!frame.current) frame.current = requestAnimationFrame(sync);
+    if (frame.current) return;
+    const wait = lastFlush.current + FLUSH_EVERY_MS - performance.now();
+    if (wait <= 0) {
+      frame.current = requestAnimationFrame(sync);
+    } else {
+      frame.current = window.setTimeout(() => {
+        frame.current = requestAnimationFrame(sync);
+      }, wait);
+    }
   }, [sync]);
 
   // Live: a first page of recent entries, then the stream; reconnects with back-off.
@@ -129,7 +143,10 @@ export function TrafficView(props: Props) {
       stopped = true;
       ctl.abort();
       window.clearTimeout(timer);
-      if (frame.current) cancelAnimationFrame(frame.current);
+      if (frame.current) {
+        cancelAnimationFrame(frame.current);
+        window.clearTimeout(frame.current);
+      }
       frame.current = 0;
       ws?.close();
     };
