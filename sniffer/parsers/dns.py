@@ -293,7 +293,7 @@ def _edns_options(buf: bytes, off: int, rdlen: int) -> list[str]:
     return out
 
 
-def header_plausible(data: bytes, off: int, response: bool | None) -> bool:
+def header_plausible(data: bytes | bytearray, off: int, response: bool | None) -> bool:
     """Whether a DNS header at ``off`` looks real (for content detection)."""
     if len(data) < off + 12:
         return False

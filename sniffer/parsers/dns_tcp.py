@@ -13,13 +13,17 @@ __all__ = ["DnsTcpParser", "PROTOCOL", "detect"]
 
 
 class _Framer:
-    """One direction's incremental buffer: yields whole messages, keeps the partial one."""
+    """One direction's incremental buffer: yields whole messages, keeps the partial one.
+    After a gap it re-synchronises on the first length prefix followed by a message that
+    decodes (RFC 7766 gives no other boundary marker)."""
 
-    __slots__ = ("buf", "pos")
+    __slots__ = ("buf", "pos", "resync", "response")
 
-    def __init__(self) -> None:
+    def __init__(self, response: bool) -> None:
         self.buf = bytearray()
         self.pos = 0
+        self.resync = False
+        self.response = response
 
     def push(self, data: bytes) -> list[bytes]:
         buf = self.buf
@@ -27,6 +31,8 @@ class _Framer:
             del buf[: self.pos]
             self.pos = 0
         buf += data
+        if self.resync and not self._find_start():
+            return []
         out = []
         pos = 0
         n = len(buf)
@@ -38,6 +44,32 @@ class _Framer:
             pos += 2 + length
         self.pos = pos
         return out
+
+    def gap(self) -> None:
+        self.buf.clear()
+        self.pos = 0
+        self.resync = True
+
+    def _find_start(self) -> bool:
+        buf = self.buf
+        n = len(buf)
+        for i in range(n - 13):
+            length = (buf[i] << 8) | buf[i + 1]
+            if length < 12 or not header_plausible(buf, i + 2, self.response):
+                continue
+            if i + 2 + length > n:
+                del buf[:i]  # a candidate: wait for the rest of it
+                return False
+            try:
+                parse_message(bytes(buf[i + 2 : i + 2 + length]))
+            except ParseError:
+                continue
+            del buf[:i]
+            self.resync = False
+            return True
+        if n > 13:
+            del buf[: n - 13]
+        return False
 
     @property
     def pending(self) -> int:
@@ -52,7 +84,7 @@ class DnsTcpParser(StreamParser):
 
     def __init__(self, limits: ParserLimits | None = None) -> None:
         super().__init__(limits)
-        self._framers = (_Framer(), _Framer())
+        self._framers = (_Framer(response=False), _Framer(response=True))
         self._pairing = DnsPairing("tcp", self.limits.max_pending)
         self._closed = False
 
@@ -63,6 +95,11 @@ class DnsTcpParser(StreamParser):
             if len(raw) < 12:
                 raise ParseError(f"DNS message of {len(raw)} bytes in a TCP stream")
             self._pairing.add(parse_message(raw), ts)
+
+    def gap(self, direction: Direction, length: int, ts: float) -> None:
+        """Bytes lost: the message in progress is dropped (its query, if it was one, ends
+        as ``no response``) and reading resumes at the next decodable message."""
+        self._framers[direction].gap()
 
     def close(self, ts: float) -> None:
         if not self._closed:

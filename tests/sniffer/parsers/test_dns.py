@@ -20,7 +20,7 @@ from sniffer.parsers.dns_tcp import PROTOCOL as TCP_PROTOCOL
 from sniffer.parsers.dns_tcp import DnsTcpParser
 from sniffer.parsers.dns_tcp import detect as detect_tcp
 from sniffer.parsers.registry import Verdict
-from tests.sniffer.parsers.threeway import C, S, datagram_ways, three_ways
+from tests.sniffer.parsers.threeway import C, Gap, S, datagram_ways, three_ways
 
 
 def name(n: str) -> bytes:
@@ -284,3 +284,25 @@ def test_protocol_objects() -> None:
     assert PROTOCOL.name == "dns" and 53 in PROTOCOL.ports
     assert TCP_PROTOCOL.name == "dns" and TCP_PROTOCOL.ports == frozenset({53})
     assert isinstance(TCP_PROTOCOL.factory(ParserLimits()), DnsTcpParser)
+
+
+def test_tcp_gap_resynchronises_on_the_next_message() -> None:
+    answers = [tcp(message(i, f"{i}.x", 1, response=True)) for i in range(3)]
+    script = [
+        (C, b"".join(tcp(message(i, f"{i}.x", 1)) for i in range(3))),
+        (S, answers[0] + answers[1][:9]),
+        Gap(S, 5),
+        (S, answers[1][14:] + answers[2]),
+    ]
+    ex = three_ways(DnsTcpParser, script, {C: b"\x00"})
+    assert [(e.txid, e.error) for e in ex] == [(0, ""), (2, ""), (1, "no response")]
+
+
+def test_tcp_gap_after_fin_is_harmless() -> None:
+    q = tcp(message(5, "a.x", 1))
+    ex = three_ways(
+        DnsTcpParser,
+        [(C, q), Gap(C, 1), (S, tcp(message(5, "a.x", 1, response=True)))],
+        {S: b"\x00"},
+    )
+    assert [(e.txid, e.error) for e in ex] == [(5, "")]
