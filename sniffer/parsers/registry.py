@@ -61,6 +61,7 @@ STREAM_MODULES: tuple[str, ...] = (
     "sniffer.parsers.postgres",
     "sniffer.parsers.kafka",
     "sniffer.parsers.mqtt",
+    "sniffer.parsers.amqp",
     "sniffer.parsers.dns_tcp",
 )
 DATAGRAM_MODULES: tuple[str, ...] = ("sniffer.parsers.dns",)
