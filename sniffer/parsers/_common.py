@@ -104,6 +104,13 @@ class PendingQueue:
                 return p
         return None
 
+    def remove(self, p: Pending) -> None:
+        """Take this very request out of the queue (answered out of order)."""
+        for i, x in enumerate(self._q):
+            if x is p:
+                del self._q[i]
+                return
+
     def fail(self, p: Pending, error: str) -> None:
         self.done.append(
             Exchange(
