@@ -4,21 +4,19 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
 from hub.main import create_app
 from kubeweir.entry import encode_batch
 from kubeweir.testing import make_http_entry
-from tests.hub.conftest import ADMIN, BOB, INGEST, hub_settings, ingest
+from tests.hub.conftest import ADMIN, BOB, INGEST, hub_settings, ingest, serve
 
 
 def test_stream_filters_by_query_and_scope(client: TestClient) -> None:
@@ -56,38 +54,24 @@ def test_stream_bad_query_gets_error_message(client: TestClient) -> None:
     assert msg["type"] == "error" and msg["detail"]["message"].startswith("unknown field")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def live_hub() -> Iterator[str]:
-    app = create_app(hub_settings(stream_queue=20))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    t = threading.Thread(target=server.run, daemon=True)
-    t.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert server.started
-    yield f"127.0.0.1:{port}"
-    server.should_exit = True
-    t.join(timeout=10)
+    yield from serve(create_app(hub_settings(stream_queue=20)))
 
 
 def test_slow_client_is_told_what_it_missed_and_ingest_never_waits(live_hub: str) -> None:
     n_batches, per_batch = 10, 200
-    total = n_batches * per_batch
-    ws = connect(
+    with connect(
         f"ws://{live_hub}/api/v1/stream",
         additional_headers=ADMIN,
         max_size=None,
         open_timeout=10,
-    )
+    ) as ws:
+        _slow_client_run(ws, live_hub, n_batches, per_batch)
+
+
+def _slow_client_run(ws: Any, live_hub: str, n_batches: int, per_batch: int) -> None:
+    total = n_batches * per_batch
     try:
         time.sleep(0.2)  # subscribed
         big = {"x-pad": "p" * 4000}  # ~4 KB per message: the socket buffers fill up
