@@ -155,6 +155,18 @@ def _write_all(entries: Iterator[Entry], out: IO[bytes], fmt: str, flush_each: b
     "the built-in defaults.",
 )
 @click.option("--node", default="", help="Node name to put on the entries.")
+@click.option(
+    "--to-hub",
+    metavar="URL",
+    default=None,
+    help="Send the entries to this hub (POST /api/v1/ingest) instead of stdout.",
+)
+@click.option(
+    "--token",
+    envvar="KUBEWEIR_INGEST_TOKEN",
+    default=None,
+    help="The hub's ingest token for --to-hub (or $KUBEWEIR_INGEST_TOKEN).",
+)
 def read(
     file: str,
     fmt: str,
@@ -162,7 +174,11 @@ def read(
     no_redact: bool,
     redaction_config: str | None,
     node: str,
+    to_hub: str | None,
+    token: str | None,
 ) -> None:
+    if to_hub and not token:
+        raise click.UsageError("--to-hub needs --token (or $KUBEWEIR_INGEST_TOKEN)")
     hints = _port_hints(port_hints)
     redact = _redactor(not no_redact, redaction_config)
     try:
@@ -206,8 +222,23 @@ def read(
 
     try:
         with reader:
-            _write_all(pipe.run(_records(reader, tick)), out, fmt, flush_each)
-            out.flush()
+            if to_hub:
+                from hub.client import HubError, ship
+
+                try:
+                    shipped = ship(
+                        pipe.run(_records(reader, tick)), to_hub, token or "", sniffer=node
+                    )
+                except (HubError, OSError) as exc:
+                    raise click.ClickException(f"--to-hub {to_hub}: {exc}") from exc
+                click.echo(
+                    f"kubeweir read: hub stored {shipped.accepted} entries "
+                    f"({shipped.duplicates} already there) in {shipped.batches} batches",
+                    err=True,
+                )
+            else:
+                _write_all(pipe.run(_records(reader, tick)), out, fmt, flush_each)
+                out.flush()
     except BrokenPipeError:  # `kubeweir read f | head`
         sys.stderr.close()
         sys.exit(0)
