@@ -134,3 +134,20 @@ def test_kubeweir_hub_command_serves(tmp_path: Path) -> None:
         proc.terminate()
         proc.wait(timeout=20)
     assert (tmp_path / "h.duckdb").exists()
+
+
+def test_read_to_hub(live: str) -> None:
+    from sniffer.read_cmd import read
+    from tests.conftest import pcap
+
+    path = pcap("http1_keepalive_37req_split_header.pcapng")
+    runner = CliRunner()
+    r = runner.invoke(read, [str(path), "--to-hub", live, "--token", "ingest-secret"])
+    assert r.exit_code == 0, r.output
+    assert "hub stored 37 entries (0 already there)" in r.output
+    again = runner.invoke(read, [str(path), "--to-hub", live, "--token", "ingest-secret"])
+    assert "hub stored 0 entries (37 already there)" in again.output
+    st = httpx.get(f"{live}/api/v1/stats", headers={"Authorization": "Bearer cli-token"}).json()
+    assert st["total"] == 30 + 37
+    bad = runner.invoke(read, [str(path), "--to-hub", live, "--token", "wrong"])
+    assert bad.exit_code == 1 and "403" in bad.output
