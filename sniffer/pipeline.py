@@ -192,7 +192,7 @@ class Pipeline:
             max_total_bytes=s.max_total_bytes,
             max_flows=s.max_flows,
         )
-        self._segment = self._tcp.segment
+        self._packet = self._tcp.packet
         self._udp: dict[tuple[bytes, int, bytes, int], tuple[_UdpFlow, Direction]] = {}
         self._udp_flows: dict[_UdpFlow, None] = {}
         self._out: list[Entry] = []
@@ -241,11 +241,10 @@ class Pipeline:
                 self.advance(ts)
         if pkt is None:
             return
-        proto, src, dst, sport, dport, seq, ack, flags, payload = pkt
-        if proto == 6:
-            self._segment(ts, src, dst, sport, dport, seq, ack, flags, payload)
+        if pkt[0] == 6:
+            self._packet(ts, pkt)
         else:
-            self._datagram(ts, src, dst, sport, dport, payload)
+            self._datagram(ts, pkt[1], pkt[2], pkt[3], pkt[4], pkt[8])
 
     def advance(self, now: float) -> None:
         """Apply time-outs up to ``now`` (capture clock): idle connections and flows are
@@ -287,13 +286,38 @@ class Pipeline:
 
     def run(self, records: Iterable[tuple[float, int, Any]]) -> Iterator[Entry]:
         """Feed every record, yielding entries as they complete; close at the end."""
-        feed = self.feed
+        # Pipeline.feed, inlined: this loop is the hot path of `kubeweir read`
         out = self._out
+        decode = self._decode
+        packet = self._packet
+        packets = self._packets
+        nbytes = self._bytes
+        now = self._now
+        next_sweep = self._next_sweep
         for ts, lt, frame in records:
-            feed(ts, lt, frame)
-            if out:
-                yield from out
-                out.clear()
+            packets += 1
+            nbytes += len(frame)
+            pkt = decode(ts, lt, frame)
+            if ts > now:
+                now = ts
+                if ts >= next_sweep:
+                    self._now = now
+                    self.advance(ts)
+                    next_sweep = self._next_sweep
+            if pkt is not None:
+                if pkt[0] == 6:
+                    packet(ts, pkt)
+                else:
+                    self._datagram(ts, pkt[1], pkt[2], pkt[3], pkt[4], pkt[8])
+                if out:
+                    self._packets = packets
+                    self._bytes = nbytes
+                    self._now = now
+                    yield from out
+                    out.clear()
+        self._packets = packets
+        self._bytes = nbytes
+        self._now = now
         self.close()
         yield from out
         out.clear()
@@ -551,8 +575,8 @@ class Pipeline:
             conn.stream = hashlib.blake2b(
                 _STREAM_ID.pack(c_isn, s_isn, cport), digest_size=8, person=b"kubeweir-tcps"
             ).hexdigest()
-        cip = ip_text(client.ip)
-        sip = ip_text(server.ip)
+            conn.names = (ip_text(client.ip), ip_text(server.ip))
+        cip, sip = conn.names
         out = self._out
         redact = self._redact
         node = self._node

@@ -98,6 +98,7 @@ class Connection:
         "error",
         "stream",
         "tries",
+        "names",
     )
 
     def __init__(self, ts: float) -> None:
@@ -119,6 +120,7 @@ class Connection:
         self.error = ""
         self.stream = ""
         self.tries = 0
+        self.names: tuple[str, str] = ("", "")
 
     def isns(self) -> tuple[int, int]:
         """Client and server ISN (or first seen sequence number; 0 when never seen)."""
@@ -157,7 +159,6 @@ class Reassembler:
         self._closed: OrderedDict[tuple[bytes, int, bytes, int], float] = OrderedDict()
         self.counters: dict[str, int] = {
             "flows": 0,
-            "tcp_segments": 0,
             "retransmissions": 0,
             "out_of_order": 0,
             "gaps": 0,
@@ -176,6 +177,30 @@ class Reassembler:
 
     # -- the per-segment path -----------------------------------------------------------
 
+    def packet(self, ts: float, pkt: tuple[Any, ...]) -> None:
+        """One decoded TCP packet, as ``PacketDecoder.decode`` returns it."""
+        _, src, dst, sport, dport, seq, ack, flags, payload = pkt
+        half = self.halves.get((src, sport, dst, dport))
+        if half is not None and not flags & 0x07:
+            # fast path: no SYN/FIN/RST on a known connection
+            conn = half.conn
+            conn.last = ts
+            if payload:
+                if seq == half.next and half.held is None:
+                    peer = half.peer
+                    pn = peer.next
+                    if pn is None or not flags & ACK or ack == pn or (ack - pn) & M32 >= HALF32:
+                        half.next = (seq + len(payload)) & M32
+                        self.sink.data(conn, half.dir, bytes(payload), ts)
+                        if half.ooo:
+                            self._drain(half)
+                        if peer.held is not None:
+                            self._maybe_release(peer)
+                        return
+            elif not half.peer.ooo:
+                return  # a pure ACK with nothing waiting for it
+        self._segment(ts, half, src, dst, sport, dport, seq, ack, flags, payload)
+
     def segment(
         self,
         ts: float,
@@ -188,7 +213,22 @@ class Reassembler:
         flags: int,
         payload: Any,
     ) -> None:
-        half = self.halves.get((src, sport, dst, dport))
+        """One TCP segment's fields (addresses packed)."""
+        self.packet(ts, (6, src, dst, sport, dport, seq, ack, flags, payload))
+
+    def _segment(
+        self,
+        ts: float,
+        half: Half | None,
+        src: bytes,
+        dst: bytes,
+        sport: int,
+        dport: int,
+        seq: int,
+        ack: int,
+        flags: int,
+        payload: Any,
+    ) -> None:
         n = len(payload)
         if half is None:
             if flags & RST or not (n or flags & SYN):

@@ -60,6 +60,8 @@ _IPV4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
 _IPV6 = struct.Struct("!IHBB16s16s").unpack_from
 _TCP = struct.Struct("!HHIIBB").unpack_from
 _UDP = struct.Struct("!HHH").unpack_from
+# Ethernet + IPv4 without options + TCP in one call: the common case
+_FAST = struct.Struct("!12xHBBHHHBBH4s4sHHIIBB").unpack_from
 
 Decoded = tuple[int, bytes, bytes, int, int, int, int, int, Any]
 
@@ -107,6 +109,34 @@ class PacketDecoder:
         }
 
     def decode(self, ts: float, linktype: int, buf: Any) -> Decoded | None:
+        if linktype == LINKTYPE_ETHERNET and len(buf) >= 54:
+            (
+                et,
+                vihl,
+                _,
+                tot,
+                _,
+                frag,
+                _,
+                proto,
+                _,
+                src,
+                dst,
+                sport,
+                dport,
+                seq,
+                ack,
+                offx,
+                flags,
+            ) = _FAST(buf)
+            if et == _ETH_IPV4 and vihl == 0x45 and proto == PROTO_TCP and not frag & 0x3FFF:
+                end = 14 + tot
+                hl = (offx >> 4) << 2
+                if hl >= 20 and 34 + hl <= end <= len(buf):
+                    return (PROTO_TCP, src, dst, sport, dport, seq, ack, flags, buf[34 + hl : end])
+        return self._decode(ts, linktype, buf)
+
+    def _decode(self, ts: float, linktype: int, buf: Any) -> Decoded | None:
         try:
             if linktype == LINKTYPE_ETHERNET:
                 et = _H(buf, 12)[0]
