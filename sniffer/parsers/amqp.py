@@ -384,9 +384,6 @@ class AmqpParser(StreamParser):
         for k, v in list(args.items()):
             if isinstance(v, bytes):
                 args[k] = text(v, 256)
-        if (cid, mid) in _CONTENT_METHODS:
-            self._content[(d, ch)] = _Content(cid, mid, ts, args)
-            return
         # the answer to a pending synchronous request on this channel (X → X-Ok)?
         for p in self._q:
             if p.key is not None and p.key[0] == ch and p.key[1] == d and (cid, mid) in p.key[2]:
@@ -398,6 +395,9 @@ class AmqpParser(StreamParser):
                 if p.key is not None and p.key[0] == ch and p.key[1] == d:
                     self._answer(p, d, ch, cid, mid, name, dict(args), ts)
                     break
+        if (cid, mid) in _CONTENT_METHODS:
+            self._content[(d, ch)] = _Content(cid, mid, ts, args)
+            return
         req: dict[str, Any] = {"method": name, "channel": ch, "from": sender, "args": args}
         if "reply_code" in args:
             req["reply_code"], req["reply_text"] = args["reply_code"], args["reply_text"]
