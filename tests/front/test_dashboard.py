@@ -292,7 +292,8 @@ def _rfc3339(ts: float) -> str:
 
 
 def test_shared_url_restores_filter_and_time_range(page: Page, hub: Hub, shot: Shot) -> None:
-    base = float(int(time.time()) - 7200)
+    # Seconds never :00 (a datetime-local input then drops them from its value).
+    base = float(int(time.time()) // 60 * 60 - 7200 + 7)
     hub.ingest(
         [call("shop/web", "shop/orders", path=f"/early/{i}", ts=base + i) for i in range(5)]
         + [
