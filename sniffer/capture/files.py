@@ -4,7 +4,8 @@ Records are yielded as ``(ts, linktype, frame)`` where ``frame`` is a memoryview
 read chunk (copy it to keep it). Memory does not grow with the file: the reader holds one
 chunk (1 MiB, or one record if larger). Damage is recorded in ``reader.errors`` as
 ``CaptureError`` with the byte offset; the reader keeps going wherever the format lets it
-find the next record (pcapng block lengths; a bounded resync scan for pcap).
+find the next record (block lengths; past damaged lengths, a bounded scan for the next
+plausible pcap record or pcapng block).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _PCAP_MAGIC = {
     0x34CDB2A1: (">", 1_000_000, 24),
 }
 _SHB = 0x0A0D0D0A
+_KNOWN_BLOCKS = frozenset({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, _SHB})
 _BOM = 0x1A2B3C4D
 Record = tuple[float, int, memoryview]
 
@@ -231,7 +233,15 @@ class CaptureReader:
             btype, blen = hdr.unpack_from(buf, pos)
             if blen < 12 or blen % 4 or blen > MAX_RECORD:
                 self._error(f"corrupt pcapng block length {blen}", base + pos)
-                break
+                if not eof and len(buf) - pos < RESYNC_WINDOW:
+                    buf, mv, pos, base, eof = self._refill(buf, pos, base, RESYNC_WINDOW)
+                found = self._resync_ng(buf, pos + 4, hdr)
+                if found < 0:
+                    self._error("no further readable pcapng block found", base + pos)
+                    self.offset = base + len(buf)
+                    return
+                pos = found
+                continue
             if have < blen:
                 if eof:
                     self._error(
@@ -287,6 +297,17 @@ class CaptureReader:
             pos = end
             self.offset = base + pos
         self.offset = base + len(buf)
+
+    def _resync_ng(self, buf: bytes, start: int, hdr: struct.Struct) -> int:
+        """The offset of the next block whose type is known and whose two lengths agree."""
+        n = len(buf)
+        for p in range(start, min(n - 12, start + RESYNC_WINDOW) + 1, 4):
+            btype, blen = hdr.unpack_from(buf, p)
+            if btype not in _KNOWN_BLOCKS or blen < 12 or blen % 4 or p + blen > n:
+                continue
+            if struct.unpack_from(hdr.format[0] + "I", buf, p + blen - 4)[0] == blen:
+                return p
+        return -1
 
     def _idb(self, buf: bytes, pos: int, blen: int, endian: str) -> tuple[int, float, int]:
         linktype, _res, _snap = struct.unpack_from(endian + "HHI", buf, pos + 8)
