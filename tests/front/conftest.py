@@ -34,6 +34,7 @@ VIEWERS: dict[str, dict[str, Any]] = {
         "permissions": ["view-bodies", "download-pcap"],
     },
     "tok-bob": {"name": "bob", "namespaces": ["shop"], "permissions": ["view-bodies"]},
+    "tok-carol": {"name": "carol", "namespaces": [], "permissions": []},
 }
 
 

@@ -373,3 +373,15 @@ def test_anonymous_visitor_is_told_how_to_log_in(page: Page, hub: Hub, shot: Sho
     link = page.get_by_role("link", name="log in")
     expect(link).to_have_attribute("href", re.compile(r"^/saml/login\?next="))
     shot(page, "login-needed")
+
+
+def test_viewer_without_namespaces_is_told_which_role_is_missing(
+    page: Page, hub: Hub, shot: Shot
+) -> None:
+    hub.ingest([call("shop/web", "shop/orders")])
+    page.goto(hub.login_url("tok-carol"))
+    notice = page.get_by_test_id("no-role")
+    expect(notice).to_contain_text("You are logged in as carol")
+    expect(notice).to_contain_text("none of your roles grants any namespace")
+    expect(page.get_by_test_id("row")).to_have_count(0)
+    shot(page, "no-role")
