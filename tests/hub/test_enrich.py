@@ -144,8 +144,10 @@ def _populate(api: Any) -> None:
             "metadata": {"name": "web-abc", "namespace": "shop",
                          "labels": {"kubernetes.io/service-name": "web"}},
             "addressType": "IPv4",
-            "endpoints": [{"addresses": ["10.1.0.5"],
-                           "targetRef": {"kind": "Pod", "name": "web-7d9f-x1", "namespace": "shop"}}],
+            "endpoints": [
+                {"addresses": ["10.1.0.5"],
+                 "targetRef": {"kind": "Pod", "name": "web-7d9f-x1", "namespace": "shop"}}
+            ],
         },
     )  # fmt: skip
 
@@ -202,11 +204,15 @@ def test_watch_follows_changes(cluster: KMock, watcher: ClusterWatcher) -> None:
 
 
 def test_gone_watch_relists(cluster: KMock, caplog: pytest.LogCaptureFixture) -> None:
-    """The first pod watch answers 410 Gone (history compacted): the watcher lists again."""
-    gone = {"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}
+    """Pod watches answer 410 Gone (history compacted): the watcher lists again."""
+    gone = {
+        "type": "ERROR",
+        "object": {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"},
+    }
 
     def react() -> None:
-        cluster.emulator[kmock.action.WATCH, kmock.resource("v1/pods")][:1] << (gone,)
+        # the client's Watch retries a 410 once by itself; the second 410 reaches us
+        cluster.emulator[kmock.action.WATCH, kmock.resource("v1/pods")][:2] << (gone,)
 
     cluster.call(react)
     w = ClusterWatcher(ClusterIndex(), cluster.api(), watch_timeout=5, backoff=0.2)
