@@ -385,3 +385,23 @@ def test_viewer_without_namespaces_is_told_which_role_is_missing(
     expect(notice).to_contain_text("none of your roles grants any namespace")
     expect(page.get_by_test_id("row")).to_have_count(0)
     shot(page, "no-role")
+
+
+def test_time_range_pages_older_entries_with_the_cursor(page: Page, hub: Hub) -> None:
+    base = float(int(time.time()) // 60 * 60 - 3600 + 7)
+    hub.ingest([call("shop/web", "shop/orders", path=f"/p/{i}", ts=base + i) for i in range(450)])
+    link = f"/?from={_rfc3339(base - 1)}&to={_rfc3339(base + 1000)}"
+    login(page, hub, path=link)
+    expect(page.get_by_test_id("row-count")).to_have_text("200 entries")
+    expect(rows(page).first).to_contain_text("/p/449")
+    table = page.get_by_test_id("traffic-table")
+    for want in ("400 entries", "450 entries"):
+        table.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+        expect(page.get_by_test_id("row-count")).to_have_text(want)
+    table.evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    expect(rows(page).last).to_contain_text("/p/0")
+    # Keyboard: End jumps to the oldest, Enter opens it.
+    table.focus()
+    table.press("End")
+    table.press("Enter")
+    expect(page.get_by_test_id("detail")).to_contain_text("GET /p/0 → 200")

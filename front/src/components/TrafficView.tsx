@@ -135,6 +135,16 @@ export function TrafficView(props: Props) {
         if (stopped) return;
         retry++;
         setConn("retrying");
+        if (retry === 2) {
+          // Refused twice: perhaps the session ended. Say so rather than retry forever.
+          api.whoami().catch((err: unknown) => {
+            if (err instanceof ApiError && (err.status === 401 || err.status === 403)) {
+              stopped = true;
+              window.clearTimeout(timer);
+              setError(err);
+            }
+          });
+        }
         timer = window.setTimeout(connect, Math.min(10_000, 500 * 2 ** Math.min(retry, 5)));
       };
     };
