@@ -147,6 +147,13 @@ class RespReader:
                     continue
                 if size > _MAX_BULK:
                     raise ParseError(f"redis: bulk string of {size} bytes")
+                if pos + size + 2 <= n:  # all there: no streaming needed (the common case)
+                    if buf[pos + size : pos + size + 2] != b"\r\n":
+                        raise ParseError("redis: bulk string not followed by CRLF")
+                    kept = bytes(buf[pos : pos + min(size, _KEEP * 4)])
+                    pos += size + 2
+                    self._done(RespValue(_BULKS[t], kept, size), out, ts)
+                    continue
                 self.bulk_kind = _BULKS[t]
                 self.bulk_size = size
                 self.bulk_left = size + 2
