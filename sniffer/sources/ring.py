@@ -11,6 +11,7 @@ enters the host from a pod's veth, instead of once per device it crosses.
 from __future__ import annotations
 
 import ctypes
+import logging
 import mmap
 import select
 import socket
@@ -42,6 +43,8 @@ _PKT = struct.Struct("=IIIIIIHH")  # next, sec, nsec, snaplen, len, status, mac,
 _STATS3 = struct.Struct("III")  # tp_packets, tp_drops, tp_freeze_q_cnt
 _FPROG = struct.Struct("@HP")  # struct sock_fprog {unsigned short len; struct sock_filter *}
 
+log = logging.getLogger("kubeweir.sniffer.capture")
+
 FrameHandler = Callable[[float, int, bytes], None]
 """Called with (timestamp, linktype, frame) for each captured frame."""
 
@@ -72,6 +75,7 @@ class PacketRing:
         self.bytes = 0
         self.kernel_drops = 0
         self.kernel_packets = 0
+        self.handler_errors = 0
         self._block = 0
         try:
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
@@ -150,7 +154,14 @@ class PacketRing:
                 p = off + first
                 for _ in range(num):
                     nxt, sec, nsec, snap, wire, _, mac, _ = unpack_pkt(mm, p)
-                    handler(sec + nsec * 1e-9, LINKTYPE_RAW, bytes(view[p + mac : p + mac + snap]))
+                    try:
+                        handler(
+                            sec + nsec * 1e-9, LINKTYPE_RAW, bytes(view[p + mac : p + mac + snap])
+                        )
+                    except Exception:  # noqa: BLE001 - one bad frame must not stop the capture
+                        self.handler_errors += 1
+                        if self.handler_errors % 1000 == 1:
+                            log.exception("frame handler failed (%d so far)", self.handler_errors)
                     nbytes += wire
                     p += nxt
                 frames += num

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -32,11 +33,18 @@ class _Handler(BaseHTTPRequestHandler):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=8080)
-    ap.add_argument("--bind", default="0.0.0.0")
+    ap.add_argument("--bind", default="::", help="'::' serves IPv4 and IPv6")
     args = ap.parse_args()
     ThreadingHTTPServer.daemon_threads = True
     ThreadingHTTPServer.request_queue_size = 256
-    ThreadingHTTPServer((args.bind, args.port), _Handler).serve_forever()
+    server_cls = ThreadingHTTPServer
+    if ":" in args.bind:
+
+        class _Dual(ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+
+        server_cls = _Dual
+    server_cls((args.bind, args.port), _Handler).serve_forever()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,411 @@
+"""The node agent (``kubeweir sniff``): targeting → capture → pipeline → spool → hub.
+
+One capture thread owns the ``Pipeline`` (it is not thread-safe): it drains the capture
+ring into ``Pipeline.feed``, applies time-outs, and hands completed entries to the
+``Shipper`` (which seals and sends on threads of its own). Targeting changes arrive from
+the pod watcher and the rules poller and go straight to the capture source's kernel
+filter. A small HTTP server answers ``/healthz``, ``/readyz`` and ``/metrics``; a
+heartbeat tells the hub how this sniffer is doing.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from kubeweir.entry import Entry
+from sniffer.settings import SnifferSettings
+from sniffer.shipper import Shipper, ShipperConfig, TokenSource
+from sniffer.sources import CaptureSource, RingConfig, open_source
+from sniffer.spool import Spool
+from sniffer.targeting import PodWatcher, Targeting
+
+__all__ = ["Agent", "sniff"]
+
+log = logging.getLogger("kubeweir.sniffer.agent")
+
+
+def _kube_client(settings: SnifferSettings) -> Any | None:
+    if settings.kubeconfig is None and not settings.in_cluster:
+        return None
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    if settings.kubeconfig is not None:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(settings.kubeconfig), client_configuration=cfg
+        )
+    else:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return client.ApiClient(cfg)
+
+
+def _redactor(settings: SnifferSettings) -> Callable[[Entry], Entry] | None:
+    if not settings.redact:
+        return None
+    import redaction
+
+    engine = (
+        redaction.Engine(redaction.load_config(settings.redaction_config))
+        if settings.redaction_config
+        else redaction.default_engine()
+    )
+    apply: Callable[[Entry], Entry] = engine.apply
+    return apply
+
+
+class Agent:
+    """The running sniffer; ``start()`` then ``stop()`` (or ``run()`` until a signal)."""
+
+    def __init__(self, settings: SnifferSettings, targeting: Targeting | None = None) -> None:
+        from sniffer.pipeline import Pipeline, PipelineSettings
+
+        self.settings = settings
+        self.targeting = targeting or Targeting(settings.node, rules_path=settings.targeting)
+        self.api_client = _kube_client(settings)
+        self.watcher: PodWatcher | None = None
+        self.spool = Spool(settings.spool_dir, settings.spool_max_bytes)
+        token = TokenSource(
+            token=settings.token.get_secret_value() if settings.token else None,
+            path=settings.token_file,
+        )
+        self.token = token
+        self.shipper = Shipper(
+            ShipperConfig(
+                hub_url=settings.hub,
+                node=settings.node,
+                ca_file=settings.ca_file,
+                max_batch_entries=settings.batch_entries,
+                max_batch_age=settings.batch_age,
+            ),
+            self.spool,
+            token,
+        )
+        self.pipeline = Pipeline(
+            PipelineSettings(
+                port_hints=dict(settings.port_hints),
+                node=settings.node,
+                redact=_redactor(settings),
+                endpoint_info=self.targeting.endpoint_info,
+                max_flows=settings.max_flows,
+            )
+        )
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.ship_latency = Histogram(
+            "kubeweir_sniffer_ship_latency_seconds",
+            "Time for the hub to acknowledge a batch.",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.shipper.on_latency = self.ship_latency.observe
+        self.registry.register(_AgentCollector(self))
+        self.source: CaptureSource | None = None
+        self.source_reason = ""
+        self._stop = threading.Event()
+        self._capture_thread: threading.Thread | None = None
+        self._heartbeat_thread: threading.Thread | None = None
+        self._http: ThreadingHTTPServer | None = None
+        self.capture_errors = 0
+        self.heartbeats_sent = 0
+        self.started = 0.0
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self) -> Agent:
+        s = self.settings
+        ring = RingConfig(interface=s.interface, block_size=1 << 20, block_count=max(2, s.ring_mb))
+        self.source, self.source_reason = open_source(s.capture, ring)
+        log.info("capture source: %s (%s)", self.source.name, self.source_reason)
+        self.targeting.on_targets(self._set_targets)
+        if self.api_client is not None:
+            self.watcher = PodWatcher(self.targeting, self.api_client).start()
+        elif s.targeting is not None:
+            self.watcher = None
+            threading.Thread(target=self._poll_rules, name="rules", daemon=True).start()
+        self.shipper.start()
+        self._capture_thread = threading.Thread(target=self._capture, name="capture", daemon=True)
+        self._capture_thread.start()
+        self._heartbeat_thread = threading.Thread(
+            target=self._heartbeat, name="heartbeat", daemon=True
+        )
+        self._heartbeat_thread.start()
+        self._serve_http()
+        self.started = time.time()
+        return self
+
+    def stop(self, drain_timeout: float = 5.0) -> None:
+        """Stop capturing, flush what the pipeline holds into the spool, try to ship."""
+        self._stop.set()
+        if self._capture_thread is not None:
+            self._capture_thread.join(timeout=10)
+        try:
+            self.pipeline.close()
+            self.shipper.add(self.pipeline.take())
+        except Exception:  # noqa: BLE001 - flushing must not prevent the spool from sealing
+            log.exception("flushing the pipeline failed")
+        self.shipper.stop(drain_timeout=drain_timeout)
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+        if self.source is not None:
+            self.source.close()
+
+    def run(self) -> None:
+        """Start, run until SIGTERM/SIGINT, stop."""
+        self.start()
+        done = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: done.set())
+        done.wait()
+        log.info("stopping: flushing entries to the spool")
+        self.stop()
+
+    # --- threads ---------------------------------------------------------------------
+    def _set_targets(self, ips: frozenset[str]) -> None:
+        if self.source is not None:
+            self.source.set_targets(ips)
+            log.info("capturing %d addresses", len(ips))
+
+    def _poll_rules(self) -> None:
+        while not self._stop.wait(0.5):
+            self.targeting.check_rules_file()
+
+    def _capture(self) -> None:
+        assert self.source is not None
+        dispatch = self.source.dispatch
+        feed = self.pipeline.feed
+        take = self.pipeline.take
+        advance = self.pipeline.advance
+        add = self.shipper.add
+        next_advance = 0.0
+        while not self._stop.is_set():
+            try:
+                n = dispatch(feed, 0.1)
+                now = time.time()
+                if n == 0 or now >= next_advance:
+                    advance(now)  # time-outs while traffic is quiet
+                    next_advance = now + 0.5
+                out = take()
+                if out:
+                    add(out)
+            except Exception:  # noqa: BLE001 - capture goes on; the error is counted
+                self.capture_errors += 1
+                log.exception("capture loop error (%d so far)", self.capture_errors)
+                time.sleep(0.1)
+
+    def _heartbeat(self) -> None:
+        s = self.settings
+        ctx: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=str(s.ca_file)) if s.ca_file else True
+        )
+        with httpx.Client(base_url=s.hub.rstrip("/"), verify=ctx, timeout=5) as client:
+            while not self._stop.wait(s.heartbeat_interval):
+                body = {
+                    "node": s.node,
+                    "drops": self.drops_total(),
+                    "spool_bytes": self.spool.bytes,
+                    "targets": len(self.targeting.targeted_pods),
+                }
+                try:
+                    r = client.post(
+                        "/api/v1/sniffers/heartbeat",
+                        json=body,
+                        headers={"Authorization": f"Bearer {self.token()}"},
+                    )
+                    if r.status_code < 300:
+                        self.heartbeats_sent += 1
+                    else:
+                        log.warning("heartbeat refused (%d): %s", r.status_code, r.text[:200])
+                except httpx.HTTPError as exc:
+                    log.debug("heartbeat failed: %s", exc)
+
+    # --- status ----------------------------------------------------------------------
+    def source_stats(self) -> dict[str, int]:
+        return self.source.stats() if self.source is not None else {}
+
+    def drops_total(self) -> int:
+        return sum(self.drops().values())
+
+    def drops(self) -> dict[str, int]:
+        """Everything lost, by reason (kernel, parser bounds, ship queue, spool)."""
+        c = self.pipeline.counters
+        out = {k: int(v) for k, v in c.items() if k.startswith("bound_")}
+        out["kernel"] = self.source_stats().get("kernel_drops", 0)
+        out["ship_queue_full"] = self.shipper.entries_dropped_queue
+        out["spool_full"] = self.spool.evicted_entries
+        return out
+
+    def healthy(self) -> tuple[bool, str]:
+        if self._capture_thread is None or not self._capture_thread.is_alive():
+            return False, "capture thread not running"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        ok, why = self.healthy()
+        if not ok:
+            return ok, why
+        if self.watcher is not None and not self.targeting.synced:
+            return False, "pods not listed yet"
+        return True, "ok"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "node": self.settings.node,
+            "capture": {"source": getattr(self.source, "name", ""), "why": self.source_reason},
+            "targeting": self.targeting.status(),
+            "drops": self.drops(),
+            "spool": {"bytes": self.spool.bytes, "batches": len(self.spool)},
+        }
+
+    def _serve_http(self) -> None:
+        host, _, port = self.settings.listen.rpartition(":")
+        agent = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._send(200, generate_latest(agent.registry), "text/plain; version=0.0.4")
+                elif path in ("/healthz", "/readyz"):
+                    ok, why = agent.healthy() if path == "/healthz" else agent.ready()
+                    self._send(200 if ok else 503, why.encode() + b"\n", "text/plain")
+                elif path == "/status":
+                    import json
+
+                    self._send(200, json.dumps(agent.status()).encode(), "application/json")
+                else:
+                    self._send(404, b"not found\n", "text/plain")
+
+            def _send(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._http = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+        self._http.daemon_threads = True
+        threading.Thread(target=self._http.serve_forever, name="http", daemon=True).start()
+
+    @property
+    def http_port(self) -> int:
+        assert self._http is not None
+        return int(self._http.server_address[1])
+
+
+class _AgentCollector(Collector):
+    """Reads the agent's counters at scrape time (no bookkeeping in the hot path)."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def collect(self) -> Iterator[Any]:
+        a = self.agent
+        src = a.source_stats()
+        c = a.pipeline.counters
+
+        def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+            return CounterMetricFamily(f"kubeweir_sniffer_{name}", doc, value=value)
+
+        def gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
+            return GaugeMetricFamily(f"kubeweir_sniffer_{name}", doc, value=value)
+
+        yield counter("packets", "Packets captured.", src.get("packets", 0))
+        yield counter("bytes", "Bytes captured (on the wire).", src.get("bytes", 0))
+        yield counter("kernel_drops", "Packets the kernel dropped (ring full).",
+                      src.get("kernel_drops", 0))  # fmt: skip
+        drops = CounterMetricFamily(
+            "kubeweir_sniffer_drops", "Data lost, by reason.", labels=["reason"]
+        )
+        for reason, v in sorted(a.drops().items()):
+            drops.add_metric([reason], v)
+        yield drops
+        yield counter("flows", "TCP connections and UDP flows seen.", c.get("flows", 0))
+        tcp = getattr(a.pipeline, "_tcp", None)
+        open_flows = len(getattr(tcp, "conns", ()))
+        yield gauge("open_flows", "TCP connections tracked now.", open_flows)
+        yield counter("entries", "Entries made.", c.get("entries", 0))
+        yield counter("parse_errors", "Streams degraded to raw tcp entries.",
+                      c.get("parse_errors", 0))  # fmt: skip
+        yield counter("entries_shipped", "Entries acknowledged by the hub.", a.shipper.entries_sent)
+        yield counter("ship_errors", "Failed attempts to ship a batch.", a.shipper.send_errors)
+        yield gauge("spool_bytes", "Bytes of sealed batches waiting in the spool.", a.spool.bytes)
+        yield gauge("spool_batches", "Batches waiting in the spool.", len(a.spool))
+        yield gauge("ship_queue", "Entries waiting to be sealed.", a.shipper.queued)
+        yield gauge("targeted_pods", "Pods captured.", len(a.targeting.targeted_pods))
+        yield gauge("untargetable_pods", "Selected pods on the host network (not captured).",
+                    len(a.targeting.untargetable))  # fmt: skip
+        yield gauge("target_addresses", "Addresses in the kernel filter.", len(a.targeting.targets))
+        if a.watcher is not None:
+            yield counter("pod_relists", "Full pod lists (start, 410 Gone).", a.watcher.relists)
+            yield counter("pod_watch_errors", "Failed pod watches.", a.watcher.watch_errors)
+
+
+def _parse_hints(values: tuple[str, ...]) -> dict[int, str]:
+    hints: dict[int, str] = {}
+    for v in values:
+        port, sep, name = v.partition("=")
+        if not sep or not port.strip().isdigit() or not name.strip():
+            raise click.BadParameter(f"{v!r}: expected PORT=PROTOCOL", param_hint="--port-hint")
+        hints[int(port)] = name.strip()
+    return hints
+
+
+@click.command("sniff")
+@click.option("--hub", help="Hub base URL (https://...).")
+@click.option("--ca-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="CA bundle of the hub's certificate.")  # fmt: skip
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Bearer token file (projected ServiceAccount token).")  # fmt: skip
+@click.option("--node", help="This node's name (default: $NODE_NAME or the hostname).")
+@click.option("--targeting", type=click.Path(dir_okay=False, path_type=Path),
+              help="YAML targeting rules, re-read when changed.")  # fmt: skip
+@click.option("--capture", type=click.Choice(["afpacket", "ebpf", "auto"]))
+@click.option("--interface", help="Device to capture on (default: any).")
+@click.option("--spool-dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--spool-max-bytes", type=int)
+@click.option("--kubeconfig", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--in-cluster", is_flag=True, default=None,
+              help="Watch pods with the pod's ServiceAccount.")  # fmt: skip
+@click.option("--listen", help="host:port for /healthz, /readyz, /metrics.")
+@click.option("--port-hint", "port_hints", multiple=True, help="PORT=PROTOCOL (repeatable).")
+@click.option("--log-level", default="info", show_default=True)
+def sniff(log_level: str, port_hints: tuple[str, ...], **flags: Any) -> None:
+    """Capture the targeted pods of this node and ship their API calls to the hub.
+
+    Settings come from KUBEWEIR_SNIFFER_* environment variables; flags override them.
+    The shared token (standalone mode) is KUBEWEIR_SNIFFER_TOKEN, never a flag.
+    """
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    if port_hints:
+        overrides["port_hints"] = _parse_hints(port_hints)
+    try:
+        settings = SnifferSettings(**overrides)
+        agent = Agent(settings)
+    except Exception as exc:  # noqa: BLE001 - every start-up failure gets a clear message
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"kubeweir sniffer on node {settings.node} → {settings.hub}", err=True)
+    try:
+        agent.run()
+    except Exception as exc:  # noqa: BLE001
+        raise click.ClickException(str(exc)) from exc
