@@ -9,6 +9,7 @@ import sys
 MODULES: list[str] = [
     "benchmarks.read_vs_tshark",
     "benchmarks.protocols",
+    "benchmarks.dashboard_live",
 ]
 
 
