@@ -95,36 +95,53 @@ class _State(enum.IntEnum):
     """After a gap or a mid-stream start: skipping to the next message start."""
 
 
-class _Msg:
-    """One message being read (request or response) and what pairing needs of it."""
+# The states as plain module constants: looking up an enum member through its class
+# costs ~0.2 µs, which the hot path pays many times per message.
+_HEAD = _State.HEAD
+_BODY_LENGTH = _State.BODY_LENGTH
+_CHUNK_SIZE = _State.CHUNK_SIZE
+_CHUNK_DATA = _State.CHUNK_DATA
+_CHUNK_CRLF = _State.CHUNK_CRLF
+_TRAILERS = _State.TRAILERS
+_BODY_CLOSE = _State.BODY_CLOSE
+_PAUSED = _State.PAUSED
+_TUNNEL = _State.TUNNEL
+_RESYNC = _State.RESYNC
+_CLIENT = Direction.CLIENT
+_SERVER = Direction.SERVER
 
-    __slots__ = (
-        "ts", "gaps", "fields", "sink", "done", "emitted", "req", "method", "target",
-        "upgrade", "interim", "lost", "answered", "body",
-    )  # fmt: skip
+
+class _Msg:
+    """One message being read (request or response) and what pairing needs of it.
+
+    Not slotted on purpose: most attributes keep their class-level default for the
+    whole life of a message, and only three are set when one is made (hot path)."""
+
+    gaps = 0
+    sink: BodySink | None = None
+    done = False
+    """The whole message was read."""
+    emitted = False
+    """Its body fields were written into ``fields`` (done once)."""
+    req: _Msg | None = None
+    """For a response: the request it answers."""
+    target = ""
+    upgrade = False
+    """Request: asked for Upgrade/CONNECT. Response: the protocol switched."""
+    interim: list[int] | None = None
+    lost = False
+    """A placeholder for a request lost in a capture gap."""
+    answered = False
+    """Request: its response head has been read."""
+    body: bytes | None = None
+    """The body while it is one chunk (the common case needs no ``BodySink``)."""
 
     def __init__(self, ts: float, fields: dict[str, Any] | None, method: str = "") -> None:
         self.ts = ts
-        self.gaps = 0
         self.fields = fields
-        self.sink: BodySink | None = None
-        self.done = False
-        """The whole message was read."""
-        self.emitted = False
-        """Its body fields were written into ``fields`` (done once)."""
-        self.req: _Msg | None = None
-        """For a response: the request it answers."""
         self.method = method
-        self.target = ""
-        self.upgrade = False
-        """Request: asked for Upgrade/CONNECT. Response: the protocol switched."""
-        self.interim: list[int] | None = None
-        self.lost = fields is None
-        """A placeholder for a request lost in a capture gap."""
-        self.answered = False
-        """Request: its response head has been read."""
-        self.body: bytes | None = None
-        """The body while it is one chunk (the common case needs no ``BodySink``)."""
+        if fields is None:
+            self.lost = True
 
 
 class _Half:
@@ -138,7 +155,7 @@ class _Half:
     def __init__(self, direction: Direction) -> None:
         self.direction = direction
         self.readers = _READERS[direction]
-        self.state = _State.HEAD
+        self.state = _HEAD
         self.buf: bytes | bytearray = b""
         self.pos = 0
         """Start of the unread bytes in ``buf``."""
@@ -274,14 +291,15 @@ class HttpParser(StreamParser):
 
     def __init__(self, limits: ParserLimits | None = None) -> None:
         super().__init__(limits)
-        self._client = _Half(Direction.CLIENT)
-        self._server = _Half(Direction.SERVER)
+        self._client = _Half(_CLIENT)
+        self._server = _Half(_SERVER)
         self._halves = (self._client, self._server)
         self._pending: deque[_Msg] = deque()
         """Requests (head read) waiting for their response, in order."""
         self._done: list[Exchange] = []
         self._closed = False
         self._max_head = self.limits.max_header_bytes
+        self._max_pending = self.limits.max_pending
         self._orphans = 0
         """Responses without a request since the last request head (see ``_lost_message``)."""
 
@@ -301,7 +319,7 @@ class HttpParser(StreamParser):
         if self._closed or not data:
             return
         h = self._halves[direction]
-        if h.state == _State.TUNNEL:
+        if h.state is _TUNNEL:
             h.tunnel += len(data)
             return
         buf = h.buf
@@ -319,7 +337,7 @@ class HttpParser(StreamParser):
             h.pos = 0
             ba += data
             h.buf = ba
-            if h.state == _State.PAUSED and len(ba) > self._max_head:
+            if h.state is _PAUSED and len(ba) > self._max_head:
                 # the server accepted the switch without us seeing it: stop parsing
                 self._to_tunnel(h)
                 return
@@ -331,13 +349,13 @@ class HttpParser(StreamParser):
         h = self._halves[direction]
         state = h.state
         msg = h.msg
-        if state == _State.TUNNEL or state == _State.PAUSED:
+        if state == _TUNNEL or state == _PAUSED:
             h.tunnel += length
             return
-        if state == _State.RESYNC:
+        if state == _RESYNC:
             h.pending_gap += length
             return
-        if state == _State.BODY_CLOSE and msg is not None:
+        if state == _BODY_CLOSE and msg is not None:
             msg.gaps += length
             if msg.sink is None:
                 msg.sink = self._sink(msg)
@@ -346,7 +364,7 @@ class HttpParser(StreamParser):
                     msg.body = None
             msg.sink.size += length
             return
-        if state in (_State.BODY_LENGTH, _State.CHUNK_DATA) and msg is not None:
+        if state in (_BODY_LENGTH, _CHUNK_DATA) and msg is not None:
             if length <= h.remaining:
                 # the hole is inside a body of known length: framing survives
                 msg.gaps += length
@@ -358,17 +376,17 @@ class HttpParser(StreamParser):
                 msg.sink.size += length
                 h.remaining -= length
                 if h.remaining == 0:
-                    if state == _State.BODY_LENGTH:
+                    if state == _BODY_LENGTH:
                         self._end_message(h, ts)
                     else:
-                        h.state = _State.CHUNK_CRLF
+                        h.state = _CHUNK_CRLF
                 return
         # The framing is lost. A message that had started is broken; when the hole
         # spans the start of a new message, that message is lost as well.
         lost_start = False
         if msg is not None:
             msg.gaps += length
-            if state == _State.BODY_LENGTH and length > h.remaining:
+            if state == _BODY_LENGTH and length > h.remaining:
                 lost_start = True
             self._break_message(h, ts)
         else:
@@ -382,13 +400,13 @@ class HttpParser(StreamParser):
         h.buf = b""
         h.pos = h.scan = 0
         h.start_ts = None
-        h.state = _State.RESYNC
+        h.state = _RESYNC
 
     def close(self, ts: float) -> None:
         if self._closed:
             return
         srv = self._server
-        if srv.state == _State.BODY_CLOSE and srv.msg is not None:
+        if srv.state == _BODY_CLOSE and srv.msg is not None:
             # RFC 9112 §6.3 rule 8: the close ends the body
             self._end_message(srv, ts)
         elif srv.msg is not None:
@@ -457,14 +475,21 @@ class HttpParser(StreamParser):
         if te is not None:
             if not te.rstrip().lower().endswith("chunked"):
                 raise ParseError(f"request with transfer-encoding {te[:40]!r} (RFC 9112 §6.3)")
-            h.state = _State.CHUNK_SIZE
+            h.state = _CHUNK_SIZE
             return True
         cl = headers.get("content-length")
         if cl is not None:
-            length = _content_length(cl)
+            length = int(cl) if cl.isdigit() else _content_length(cl)
             if length:
+                end = after + length
+                if end <= len(buf):
+                    # the whole body is already here (the common case): no detour
+                    self._on_body(h, BodyChunk(bytes(buf[after:end])))
+                    h.pos = h.scan = end
+                    self._end_message(h, ts)
+                    return True
                 h.remaining = length
-                h.state = _State.BODY_LENGTH
+                h.state = _BODY_LENGTH
                 return True
         self._end_message(h, ts)
         return True
@@ -511,20 +536,25 @@ class HttpParser(StreamParser):
         te = headers.get("transfer-encoding")
         if te is not None:
             # rule 3: chunked last → chunked; otherwise read until close
-            h.state = (
-                _State.CHUNK_SIZE if te.rstrip().lower().endswith("chunked") else _State.BODY_CLOSE
-            )
+            h.state = _CHUNK_SIZE if te.rstrip().lower().endswith("chunked") else _BODY_CLOSE
             return True
         cl = headers.get("content-length")
         if cl is not None:
-            length = _content_length(cl)
+            length = int(cl) if cl.isdigit() else _content_length(cl)
             if length:
+                end = after + length
+                if end <= len(buf):
+                    # the whole body is already here (the common case): no detour
+                    self._on_body(h, BodyChunk(bytes(buf[after:end])))
+                    h.pos = h.scan = end
+                    self._end_message(h, ts)
+                    return True
                 h.remaining = length
-                h.state = _State.BODY_LENGTH
+                h.state = _BODY_LENGTH
                 return True
             self._end_message(h, ts)
             return True
-        h.state = _State.BODY_CLOSE  # rule 8
+        h.state = _BODY_CLOSE  # rule 8
         return True
 
     def _read_length_body(self, h: _Half, ts: float) -> bool:
@@ -558,10 +588,10 @@ class HttpParser(StreamParser):
             raise ParseError(f"invalid chunk size {line[:20]!r}")
         h.pos = h.scan = nl + 1
         if size == 0:
-            h.state = _State.TRAILERS
+            h.state = _TRAILERS
         else:
             h.remaining = size
-            h.state = _State.CHUNK_DATA
+            h.state = _CHUNK_DATA
         return True
 
     def _read_chunk_data(self, h: _Half, ts: float) -> bool:
@@ -574,7 +604,7 @@ class HttpParser(StreamParser):
         h.pos = h.scan = pos + take
         h.remaining -= take
         if h.remaining == 0:
-            h.state = _State.CHUNK_CRLF
+            h.state = _CHUNK_CRLF
             return True
         return False
 
@@ -594,7 +624,7 @@ class HttpParser(StreamParser):
         else:
             raise ParseError("chunk data not followed by CRLF")
         h.scan = h.pos
-        h.state = _State.CHUNK_SIZE
+        h.state = _CHUNK_SIZE
         return True
 
     def _read_trailers(self, h: _Half, ts: float) -> bool:
@@ -641,7 +671,7 @@ class HttpParser(StreamParser):
         buf, pos = h.buf, h.pos
         n = len(buf)
         found = -1
-        if h.direction == Direction.SERVER:
+        if h.direction == _SERVER:
             i = buf.find(b"HTTP/1.", pos)
             while i >= 0:
                 if i == pos or buf[i - 1] == 10:
@@ -665,7 +695,7 @@ class HttpParser(StreamParser):
             h.skipped += found - pos
             h.pos = h.scan = found
             h.start_ts = None
-            h.state = _State.HEAD
+            h.state = _HEAD
             return True
         h.skipped += keep_from - pos
         h.pos = h.scan = keep_from
@@ -693,7 +723,7 @@ class HttpParser(StreamParser):
                 line = h.buf[pos:nl]
                 ok = (
                     _looks_like_request_line(line)
-                    if h.direction == Direction.CLIENT
+                    if h.direction == _CLIENT
                     else line.startswith(b"HTTP/1.")
                 )
                 if not ok:
@@ -702,7 +732,7 @@ class HttpParser(StreamParser):
     def _bad_start(self, h: _Half, why: str) -> bool:
         if h.messages == 0:
             # the capture began mid-stream (or mid-message): look for the next start
-            h.state = _State.RESYNC
+            h.state = _RESYNC
             h.start_ts = None
             h.pos += 1
             h.skipped += 1
@@ -719,36 +749,51 @@ class HttpParser(StreamParser):
         h.tunnel += len(h.buf) - h.pos
         h.buf = b""
         h.pos = h.scan = 0
-        h.state = _State.TUNNEL
+        h.state = _TUNNEL
 
     # ------------------------------------------------------------------ pairing
 
     def _on_request_head(self, h: _Half, ev: RequestHead) -> None:
-        path, query, host = _split_target(ev.target)
+        target = ev.target
+        if target[:1] == "/":
+            path, _, query = target.partition("?")
+            host = ""
+        else:
+            path, query, host = _split_target(target)
         headers = ev.headers
         ts = h.start_ts if h.start_ts is not None else 0.0
         h.start_ts = None
+        method = ev.method
         msg = _Msg(
             ts,
             {
-                "method": ev.method,
+                "method": method,
                 "path": path,
                 "query": query,
                 "version": ev.version,
                 "host": host or headers.get("host", ""),
                 "headers": headers,
                 "content_type": headers.get("content-type", ""),
+                "body": "",
+                "body_encoding": "utf8",
+                "body_size": 0,
+                "body_truncated": False,
             },
-            ev.method,
+            method,
         )
-        msg.target = ev.target
+        msg.target = target
         self._orphans = 0
         if h.pending_gap:
             msg.gaps, h.pending_gap = h.pending_gap, 0
         # RFC 9110 §7.8 (Upgrade), §9.3.6 (CONNECT): may switch protocol
-        msg.upgrade = ev.method == "CONNECT" or "upgrade" in headers
+        if method == "CONNECT" or "upgrade" in headers:
+            msg.upgrade = True
         h.msg = msg
-        self._push(msg)
+        pending = self._pending
+        if len(pending) >= self._max_pending:
+            self._push(msg)
+        else:
+            pending.append(msg)
 
     def _push(self, msg: _Msg) -> None:
         if len(self._pending) >= self.limits.max_pending:
@@ -777,6 +822,10 @@ class HttpParser(StreamParser):
             "version": ev.version,
             "headers": headers,
             "content_type": headers.get("content-type", ""),
+            "body": "",
+            "body_encoding": "utf8",
+            "body_size": 0,
+            "body_truncated": False,
         }
         msg = _Msg(ts, fields)
         if h.pending_gap:
@@ -822,16 +871,16 @@ class HttpParser(StreamParser):
         """MessageEnd: the current message of ``h`` is complete."""
         msg = h.msg
         h.msg = None
-        h.state = _State.HEAD
+        h.state = _HEAD
         if msg is None:  # an interim response
             return
         msg.done = True
-        if h.direction == Direction.CLIENT:
+        if h.direction == _CLIENT:
             self._seal(msg)
             if msg.upgrade:
                 if not msg.answered:
-                    h.state = _State.PAUSED
-                elif self._server.state == _State.TUNNEL:
+                    h.state = _PAUSED
+                elif self._server.state == _TUNNEL:
                     self._to_tunnel(h)
             return
         self._finish(msg.req, msg, ts, "")
@@ -839,37 +888,44 @@ class HttpParser(StreamParser):
         if msg.upgrade:
             self._to_tunnel(self._server)
             self._to_tunnel(self._client)
-        elif req is not None and req.upgrade and self._client.state == _State.PAUSED:
+        elif req is not None and req.upgrade and self._client.state == _PAUSED:
             # the server declined the switch: the client's bytes are HTTP after all
-            self._client.state = _State.HEAD
+            self._client.state = _HEAD
             self._run(self._client, ts)
 
     def _seal(self, msg: _Msg) -> None:
-        """Write the body fields into the message's map (once)."""
-        if msg.emitted or msg.fields is None:
+        """Write the body fields into the message's map (once). The map was made with
+        those of an empty, complete body."""
+        if msg.emitted:
             return
         msg.emitted = True
-        if msg.body is not None:
-            if "content-encoding" in msg.fields["headers"]:
-                msg.sink = self._sink(msg)
-                msg.sink.add(msg.body)
-            else:
-                body = msg.body
-                complete = msg.done and not msg.gaps
+        fields = msg.fields
+        if fields is None:
+            return
+        body = msg.body
+        complete = msg.done and not msg.gaps
+        if body is not None:
+            if "content-encoding" not in fields["headers"]:
                 limit = self.limits.max_body
-                if len(body) <= limit:
-                    msg.fields.update(body_fields(body, len(body), not complete))
+                size = len(body)
+                if size <= limit:
+                    if complete:
+                        try:
+                            fields["body"] = body.decode("utf-8")
+                            fields["body_size"] = size
+                            return
+                        except UnicodeDecodeError:
+                            pass
+                    fields.update(body_fields(body, size, not complete))
                 else:
-                    msg.fields.update(body_fields(body[:limit], len(body), True))
+                    fields.update(body_fields(body[:limit], len(body), True))
                 return
-        if msg.sink is None:
-            if msg.done and not msg.gaps:
-                msg.fields.update(_NO_BODY)
-            else:
-                msg.fields.update(_NO_BODY)
-                msg.fields["body_truncated"] = not msg.done
-        else:
-            msg.fields.update(msg.sink.fields(complete=msg.done and not msg.gaps))
+            msg.sink = self._sink(msg)
+            msg.sink.add(body)
+        if msg.sink is not None:
+            fields.update(msg.sink.fields(complete=complete))
+        elif not msg.done:
+            fields["body_truncated"] = True
 
     def _break_message(self, h: _Half, ts: float) -> None:
         """A gap destroyed the framing of the message being read."""
@@ -877,7 +933,7 @@ class HttpParser(StreamParser):
         h.msg = None
         if msg is None:
             return
-        if h.direction == Direction.CLIENT:
+        if h.direction == _CLIENT:
             self._seal(msg)  # incomplete body; the request still waits for its response
         else:
             self._finish(msg.req, msg, None, "gap")
@@ -885,7 +941,7 @@ class HttpParser(StreamParser):
     def _lost_message(self, h: _Half, gaps: int) -> bool:
         """A message started inside a gap and cannot be read. Returns whether ``gaps``
         was counted on an exchange."""
-        if h.direction == Direction.CLIENT:
+        if h.direction == _CLIENT:
             if self._orphans:
                 # A response without request came since the last request: the gap is
                 # reported late (at the next client segment), after that response; it
@@ -906,50 +962,32 @@ class HttpParser(StreamParser):
 
     def _finish(self, req: _Msg | None, resp: _Msg | None, end: float | None, error: str) -> None:
         """Emit one exchange."""
+        gaps = 0
         if req is not None and req.lost:
             gaps = req.gaps
             req = None
-        else:
-            gaps = 0
+        request: dict[str, Any] = {}
+        response: dict[str, Any] = {}
         if req is not None:
             self._seal(req)
-            request = req.fields
+            request = req.fields or {}
             gaps += req.gaps
-        else:
-            request = {}
-        if resp is not None:
-            self._seal(resp)
-            response = resp.fields
-            gaps += resp.gaps
-            status = response["status"]  # type: ignore[index]
-            if req is None and not error:
-                error = "no request"
-        else:
-            response = {}
-            status = None
-        if req is not None:
             target = req.target if len(req.target) <= 200 else req.target[:200] + "…"
-            summary = f"{req.method} {target}"
+            summary = req.method + " " + target
             ts = req.ts
         else:
             summary = "?"
             ts = resp.ts if resp is not None else 0.0
-        if status is not None:
-            summary = f"{summary} → {status}"
+        if resp is not None:
+            self._seal(resp)
+            response = resp.fields or {}
+            gaps += resp.gaps
+            summary = f"{summary} → {response['status']}"
+            if req is None and not error:
+                error = "no request"
         elif error:
             summary = f"{summary} → {error}"
-        self._done.append(
-            Exchange(
-                proto="http",
-                ts=ts,
-                end=end,
-                request=request or {},
-                response=response or {},
-                summary=summary,
-                error=error,
-                gaps=gaps,
-            )
-        )
+        self._done.append(Exchange("http", ts, end, request, response, summary, error, gaps))
 
 
 _READERS: dict[Direction, dict[_State, _Reader]] = {
