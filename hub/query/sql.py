@@ -131,11 +131,10 @@ def json_has_key(col: Expr, pointer: str, key: str) -> Expr:
 
 def json_list_has(col: Expr, pointer: str, item: str) -> Expr:
     """The value at ``pointer`` is an array holding the string ``item``."""
-    items = sa.cast(sa.func.json_extract(col, bind(pointer)), sa.ARRAY(sa.JSON()))
-    return sa.and_(
-        _jtype(col, pointer) == "ARRAY",
-        sa.func.list_contains(items, sa.func.to_json(sa.cast(bind(item), sa.String()))),
-    )
+    items = sa.try_cast(sa.func.json_extract(col, bind(pointer)), sa.ARRAY(sa.JSON()))
+    has = sa.func.list_contains(items, sa.func.to_json(sa.cast(bind(item), sa.String())))
+    # CASE, not AND: the cast must only run on arrays
+    return sa.case((_jtype(col, pointer) == "ARRAY", has), else_=sa.false())
 
 
 def map_get(col: Expr, key: str) -> Expr:
