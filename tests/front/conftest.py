@@ -35,6 +35,7 @@ VIEWERS: dict[str, dict[str, Any]] = {
     },
     "tok-bob": {"name": "bob", "namespaces": ["shop"], "permissions": ["view-bodies"]},
     "tok-carol": {"name": "carol", "namespaces": [], "permissions": []},
+    "tok-dave": {"name": "dave", "namespaces": ["shop"], "permissions": []},
 }
 
 

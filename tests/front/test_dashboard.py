@@ -405,3 +405,19 @@ def test_time_range_pages_older_entries_with_the_cursor(page: Page, hub: Hub) ->
     table.press("End")
     table.press("Enter")
     expect(page.get_by_test_id("detail")).to_contain_text("GET /p/0 → 200")
+
+
+def test_viewer_without_view_bodies_sees_no_headers_or_bodies(
+    page: Page, hub: Hub, shot: Shot
+) -> None:
+    secret = secret_call()
+    hub.ingest([secret])
+    login(page, hub, token="tok-dave", path=f"/?entry={secret.id}")
+    detail = page.get_by_test_id("detail")
+    expect(detail).to_contain_text("POST /api/charge?order=7 → 201")
+    expect(page.get_by_test_id("request-withheld")).to_contain_text("view-bodies")
+    expect(page.get_by_test_id("response-withheld")).to_be_visible()
+    expect(detail).not_to_contain_text('"item"')
+    expect(detail).not_to_contain_text("ledger.pay:8080")
+    expect(page.get_by_test_id("no-pcap")).to_contain_text("download-pcap")
+    shot(page, "detail-withheld")

@@ -215,7 +215,7 @@ function Message({ title, fields, canBodies, testid }: { title: string; fields?:
   const others = Object.entries(fields).filter(([k]) => !SKIP.has(k));
   const body = formatBody(fields);
   const size = typeof fields.body_size === "number" ? fields.body_size : undefined;
-  const withheld = !("body" in fields) && !!size && !canBodies;
+  const withheld = !canBodies && !("body" in fields);
   return (
     <section className="message" data-testid={testid}>
       <h3>{title}</h3>
@@ -228,6 +228,11 @@ function Message({ title, fields, canBodies, testid }: { title: string; fields?:
             </Fragment>
           ))}
         </dl>
+      ) : null}
+      {!canBodies && !headers ? (
+        <p className="muted" data-testid={`${testid}-withheld`}>
+          Headers and body are withheld: your role lacks the <code>view-bodies</code> permission.
+        </p>
       ) : null}
       {headers && Object.keys(headers).length ? (
         <>
@@ -255,7 +260,7 @@ function Message({ title, fields, canBodies, testid }: { title: string; fields?:
       </h4>
       <div data-testid={`${testid}-body`}>
         {withheld ? (
-          <p className="muted">Bodies are withheld: your role lacks the <code>view-bodies</code> permission.</p>
+          <p className="muted">Withheld{size ? ` (${formatBytes(size)} on the wire)` : ""}.</p>
         ) : body.kind === "empty" ? (
           <p className="muted">Empty.</p>
         ) : body.kind === "form" ? (

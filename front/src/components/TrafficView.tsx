@@ -296,7 +296,9 @@ export function TrafficView(props: Props) {
           ) : (
             <span className="conn range">time range</span>
           )}
-          <span data-testid="row-count">{rows.length.toLocaleString()} entries</span>
+          <span data-testid="row-count">
+            {rows.length.toLocaleString()} {rows.length === 1 ? "entry" : "entries"}
+          </span>
           {missed ? <span className="warn">{missed.toLocaleString()} skipped by the hub (too fast for this connection)</span> : null}
           {!live && cursor ? (
             <button type="button" className="link" onClick={loadMore} disabled={loadingMore}>
