@@ -3,8 +3,8 @@
 Entries (``proto="kafka"``) — ``PROTOCOL_FIELDS``:
 
 - request: ``method`` and ``api`` (the API name, ``Produce``), ``api_key``,
-  ``api_version``, ``client_id``, ``correlation_id``, ``topics`` (names, for Produce
-  v0–v8, Fetch v0–v6 and Metadata v0–v8), ``partitions`` (``topic:partition`` for Produce
+  ``api_version``, ``client_id``, ``correlation_id``, ``topics`` (names, for Produce,
+  Fetch and Metadata), ``partitions`` (``topic:partition`` for Produce
   and Fetch), ``acks`` (Produce), ``mechanism`` (SaslHandshake), ``auth_bytes``
   (SaslAuthenticate, and the raw tokens after a v0 handshake: kept only so that the
   redaction engine replaces them).
@@ -14,8 +14,11 @@ Entries (``proto="kafka"``) — ``PROTOCOL_FIELDS``:
   (Metadata: names), ``brokers`` (Metadata: ``host:port``), ``throttle_time_ms``.
 
 Responses carry no API key; the request's is remembered by correlation id (Kafka
-protocol guide, "Requests and responses"). Other APIs are named and timed. Flexible
-versions (compact encodings, KIP-482) are framed and named; their bodies are not read.
+protocol guide, "Requests and responses"). Other APIs are named and timed. Bodies are
+read for Produce v0–v13, Fetch v0–v17 and Metadata v0–v13, flexible versions (compact
+encodings and tagged fields, KIP-482) included; where a version names topics by id
+(Produce v13, Fetch v13+) the id is shown in hex. A body that does not read as expected
+keeps its header and says why in ``body_error``.
 """
 
 from __future__ import annotations
@@ -111,11 +114,13 @@ class _Short(Exception):
 class _R:
     """A cursor over one message's bytes."""
 
-    __slots__ = ("b", "p")
+    __slots__ = ("b", "p", "flex")
 
     def __init__(self, b: bytes, p: int = 0) -> None:
         self.b = b
         self.p = p
+        self.flex = False
+        """Flexible version (KIP-482): compact strings/arrays/bytes, tagged fields."""
 
     def _n(self, st: struct.Struct) -> int:
         if self.p + st.size > len(self.b):
@@ -144,7 +149,7 @@ class _R:
             raise _Short
 
     def string(self) -> str | None:
-        n = self.i16()
+        n = self.uvarint() - 1 if self.flex else self.i16()
         if n < 0:
             return None
         if self.p + n > len(self.b):
@@ -154,7 +159,7 @@ class _R:
         return s
 
     def bytes_(self) -> bytes | None:
-        n = self.i32()
+        n = self.uvarint() - 1 if self.flex else self.i32()
         if n < 0:
             return None
         if self.p + n > len(self.b):
@@ -164,7 +169,7 @@ class _R:
         return v
 
     def array(self, limit: int = 100_000) -> int:
-        n = self.i32()
+        n = self.uvarint() - 1 if self.flex else self.i32()
         if n > limit:
             raise ParseError(f"kafka: array of {n} items")
         return max(n, 0)
@@ -187,6 +192,22 @@ class _R:
         for _ in range(self.uvarint()):
             self.uvarint()
             self.skip(self.uvarint())
+
+    def end(self) -> None:
+        """The end of a structure: its tagged fields, in flexible versions."""
+        if self.flex:
+            self.tagged()
+
+    def uuid(self) -> str:
+        if self.p + 16 > len(self.b):
+            raise _Short
+        v = self.b[self.p : self.p + 16].hex()
+        self.p += 16
+        return v
+
+    def topic(self, by_id: bool) -> str:
+        """A topic name, or (newer versions) its id as hex."""
+        return self.uuid() if by_id else self.string() or ""
 
 
 @dataclass(slots=True)
@@ -277,15 +298,17 @@ class KafkaParser(StreamParser):
             "method": name, "api": name, "api_key": key, "api_version": version,
             "client_id": client or "", "correlation_id": corr,
         }  # fmt: skip
-        flexible = version >= _FLEXIBLE.get(key, 1 << 16)
+        rd.flex = version >= _FLEXIBLE.get(key, 1 << 16)
         try:
-            if flexible:
+            if rd.flex:
                 rd.tagged()
             body = _REQUEST_BODIES.get(key)
-            if body is not None and not flexible:
+            if body is not None and version <= _BODY_VERSIONS.get(key, 1 << 16):
                 body(rd, version, req, self.limits.max_args)
         except _Short:
             req["truncated"] = True
+        except ParseError as e:  # a body we misread: keep the header, say why
+            req["body_error"] = str(e)
         summary = f"{name} v{version}"
         if req.get("topics"):
             summary += " " + ",".join(req["topics"][:3])
@@ -314,26 +337,25 @@ class KafkaParser(StreamParser):
         resp: dict[str, Any] = {"size": total}
         errors: dict[str, str] = {}
         first_error = 0
+        flexible = version >= _FLEXIBLE.get(key, 1 << 16)
         try:
             # ApiVersions responses always use header v0 (KIP-511)
-            if version >= _FLEXIBLE.get(key, 1 << 16) and key != 18:
+            if flexible and key != 18:
                 rd.tagged()
-                flexible = True
-            else:
-                flexible = version >= _FLEXIBLE.get(key, 1 << 16)
+            rd.flex = flexible
             body = _RESPONSE_BODIES.get(key)
-            if body is not None and not flexible:
+            if body is not None and version <= _BODY_VERSIONS.get(key, 1 << 16):
                 first_error = body(rd, version, resp, errors, self.limits.max_args)
             elif key in _TOP_ERROR:
-                if key in (18, 17):
-                    first_error = rd.i16()
-                elif key == 36:
-                    first_error = rd.i16()
-                    msg_ = rd.string() if not flexible else None
+                first_error = rd.i16()
+                if key == 36:
+                    msg_ = rd.string()
                     if msg_:
                         resp["error_message"] = msg_
         except _Short:
             resp["truncated"] = True
+        except ParseError as e:
+            resp["body_error"] = str(e)
         resp["error_code"] = first_error
         resp["error"] = error_name(first_error)
         if errors:
@@ -352,7 +374,8 @@ class KafkaParser(StreamParser):
         return self._q.take()
 
 
-# -- bodies (non-flexible versions; kafka.apache.org/protocol#protocol_messages) --
+# -- bodies (kafka.apache.org/protocol#protocol_messages; flexible versions read through
+# the reader's compact encodings) --
 
 
 def _produce_req(rd: _R, v: int, req: dict[str, Any], limit: int) -> None:
@@ -363,18 +386,22 @@ def _produce_req(rd: _R, v: int, req: dict[str, Any], limit: int) -> None:
     topics: list[str] = []
     parts: list[str] = []
     for _ in range(rd.array()):
-        t = rd.string() or ""
+        t = rd.topic(v >= 13)
         topics.append(t)
         for _ in range(rd.array()):
             idx = rd.i32()
             rd.bytes_()  # records
+            rd.end()
             parts.append(f"{t}:{idx}")
+        rd.end()
     req["topics"] = topics[:limit]
     req["partitions"] = parts[:limit]
 
 
 def _fetch_req(rd: _R, v: int, req: dict[str, Any], limit: int) -> None:
-    rd.i32(), rd.i32(), rd.i32()  # replica_id, max_wait_ms, min_bytes
+    if v < 15:
+        rd.i32()  # replica_id
+    rd.i32(), rd.i32()  # max_wait_ms, min_bytes
     if v >= 3:
         rd.i32()  # max_bytes
     if v >= 4:
@@ -384,24 +411,39 @@ def _fetch_req(rd: _R, v: int, req: dict[str, Any], limit: int) -> None:
     topics: list[str] = []
     parts: list[str] = []
     for _ in range(rd.array()):
-        t = rd.string() or ""
+        t = rd.topic(v >= 13)
         topics.append(t)
         for _ in range(rd.array()):
             idx = rd.i32()
             if v >= 9:
                 rd.i32()  # current_leader_epoch
             rd.i64()  # fetch_offset
+            if v >= 12:
+                rd.i32()  # last_fetched_epoch
             if v >= 5:
                 rd.i64()  # log_start_offset
             rd.i32()  # partition_max_bytes
+            rd.end()
             parts.append(f"{t}:{idx}")
+        rd.end()
     req["topics"] = topics[:limit]
     req["partitions"] = parts[:limit]
 
 
 def _metadata_req(rd: _R, v: int, req: dict[str, Any], limit: int) -> None:
-    n = rd.i32()
-    req["topics"] = [rd.string() or "" for _ in range(min(max(n, 0), 100_000))][:limit]
+    n = rd.array()
+    if rd.flex and n == 0 and rd.b[rd.p - 1 : rd.p] == b"\0":
+        n = -1  # a null compact array: all topics
+    elif not rd.flex and rd.b[rd.p - 4 : rd.p] == b"\xff\xff\xff\xff":
+        n = -1
+    topics: list[str] = []
+    for _ in range(max(n, 0)):
+        if v >= 10:
+            tid = rd.uuid()
+        name = rd.string()
+        rd.end()
+        topics.append(name if name is not None else tid)
+    req["topics"] = topics[:limit]
     if n < 0 or (n == 0 and v == 0):
         req["all_topics"] = True
 
@@ -418,7 +460,7 @@ def _sasl_auth_req(rd: _R, v: int, req: dict[str, Any], limit: int) -> None:
 def _produce_resp(rd: _R, v: int, resp: dict[str, Any], errors: dict[str, str], limit: int) -> int:
     first = 0
     for _ in range(rd.array()):
-        t = rd.string() or ""
+        t = rd.topic(v >= 13)
         for _ in range(rd.array()):
             idx, code = rd.i32(), rd.i16()
             rd.i64()  # base_offset
@@ -429,10 +471,13 @@ def _produce_resp(rd: _R, v: int, resp: dict[str, Any], errors: dict[str, str], 
             if v >= 8:
                 for _ in range(rd.array()):
                     rd.i32(), rd.string()
+                    rd.end()
                 rd.string()  # error_message
+            rd.end()
             if code:
                 errors[f"{t}:{idx}"] = error_name(code)
                 first = first or code
+        rd.end()
     if v >= 1:
         resp["throttle_time_ms"] = rd.i32()
     return first
@@ -446,7 +491,7 @@ def _fetch_resp(rd: _R, v: int, resp: dict[str, Any], errors: dict[str, str], li
         first = rd.i16()
         rd.i32()  # session_id
     for _ in range(rd.array()):
-        t = rd.string() or ""
+        t = rd.topic(v >= 13)
         for _ in range(rd.array()):
             idx, code = rd.i32(), rd.i16()
             rd.i64()  # high_watermark
@@ -456,12 +501,15 @@ def _fetch_resp(rd: _R, v: int, resp: dict[str, Any], errors: dict[str, str], li
                     rd.i64()  # log_start_offset
                 for _ in range(rd.array()):
                     rd.i64(), rd.i64()  # aborted transactions
+                    rd.end()
             if v >= 11:
                 rd.i32()  # preferred_read_replica
+            rd.bytes_()  # records
+            rd.end()
             if code:
                 errors[f"{t}:{idx}"] = error_name(code)
                 first = first or code
-            rd.bytes_()  # records
+        rd.end()
     return first
 
 
@@ -476,6 +524,7 @@ def _metadata_resp(rd: _R, v: int, resp: dict[str, Any], errors: dict[str, str],
         port = rd.i32()
         if v >= 1:
             rd.string()  # rack
+        rd.end()
         brokers.append(f"{host}:{port}")
     resp["brokers"] = brokers[:limit]
     if v >= 2:
@@ -485,7 +534,9 @@ def _metadata_resp(rd: _R, v: int, resp: dict[str, Any], errors: dict[str, str],
     topics: list[str] = []
     for _ in range(rd.array()):
         code = rd.i16()
-        t = rd.string() or ""
+        name = rd.string()
+        tid = rd.uuid() if v >= 10 else ""
+        t = name if name is not None else tid
         topics.append(t)
         if code:
             errors[t] = error_name(code)
@@ -504,11 +555,13 @@ def _metadata_resp(rd: _R, v: int, resp: dict[str, Any], errors: dict[str, str],
             if v >= 5:
                 for _ in range(rd.array()):
                     rd.i32()  # offline replicas
+            rd.end()
             if pcode:
                 errors[f"{t}:{idx}"] = error_name(pcode)
                 first = first or pcode
         if v >= 8:
             rd.i32()  # topic_authorized_operations
+        rd.end()
     resp["topics"] = topics[:limit]
     return first
 
@@ -517,13 +570,9 @@ _REQUEST_BODIES: dict[int, Any] = {
     0: _produce_req, 1: _fetch_req, 3: _metadata_req, 17: _sasl_handshake_req,
     36: _sasl_auth_req,
 }  # fmt: skip
-_RESPONSE_BODIES: dict[int, Any] = {
-    0: lambda rd, v, resp, errors, limit: _produce_resp(rd, v, resp, errors, limit)
-    if v <= 8 else 0,
-    1: lambda rd, v, resp, errors, limit: _fetch_resp(rd, v, resp, errors, limit)
-    if v <= 11 else 0,
-    3: _metadata_resp,
-}  # fmt: skip
+_RESPONSE_BODIES: dict[int, Any] = {0: _produce_resp, 1: _fetch_resp, 3: _metadata_resp}
+_BODY_VERSIONS = {0: 13, 1: 17, 3: 13, 17: 1, 36: 2}
+"""The newest version of each API whose body this module reads."""
 _TOP_ERROR = {17, 18, 36}
 """APIs whose response starts with a top-level error code."""
 

@@ -216,3 +216,70 @@ def test_synthetic_capture_through_pipeline(tmp_path: Path) -> None:
         "Produce v3 orders → NONE",
         "Fetch v4 events → NONE",
     ]
+
+
+def uv(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b, n = n & 0x7F, n >> 7
+        out.append(b | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def cs(v: str | None) -> bytes:
+    return uv(0) if v is None else uv(len(v.encode()) + 1) + v.encode()
+
+
+def carr(items: list[bytes]) -> bytes:
+    return uv(len(items) + 1) + b"".join(items)
+
+
+T = b"\0"  # no tagged fields
+
+
+def flex_request(key: int, version: int, corr: int, body: bytes) -> bytes:
+    msg = struct.pack("!hhi", key, version, corr) + s("modern") + T + body
+    return struct.pack("!i", len(msg)) + msg
+
+
+def test_flexible_versions() -> None:
+    records = uv(21) + b"r" * 20
+    produce = (cs(None) + struct.pack("!hi", 1, 1000)
+               + carr([cs("orders") + carr([struct.pack("!i", 3) + records + T]) + T]) + T)  # fmt: skip  # noqa: E501
+    produce_resp = (carr([cs("orders") + carr([struct.pack("!ihqqq", 3, 0, 1, -1, 0)
+                                                 + carr([]) + cs(None) + T]) + T])
+                    + struct.pack("!i", 0) + T)  # fmt: skip
+    tid = bytes(range(16))
+    fetch13 = (struct.pack("!iiiibii", -1, 500, 1, 1 << 20, 0, 0, -1)
+               + carr([tid + carr([struct.pack("!iiqiqi", 0, 5, 100, 4, 0, 1 << 20) + T]) + T])
+               + carr([]) + cs("") + T)  # fmt: skip
+    fetch13_resp = (struct.pack("!ihi", 0, 0, 0)
+                    + carr([tid + carr([struct.pack("!ihqqq", 0, 1, 5, 5, 0) + uv(0)
+                                        + struct.pack("!i", -1) + uv(1) + T]) + T]) + T)  # fmt: skip  # noqa: E501
+    meta = carr([bytes(16) + cs("orders") + T]) + b"\x01\x00" + T
+    meta_resp = (struct.pack("!i", 0) + carr([struct.pack("!i", 1) + cs("k0") + struct.pack("!i", 9092)  # noqa: E501
+                                               + cs(None) + T])
+                 + cs("cluster") + struct.pack("!i", 1)
+                 + carr([struct.pack("!h", 0) + cs("orders") + bytes(16) + b"\0"
+                         + carr([struct.pack("!hiii", 0, 0, 1, 0) + carr([struct.pack("!i", 1)])
+                                 + carr([struct.pack("!i", 1)]) + carr([]) + T])
+                         + struct.pack("!i", 0) + T]) + T)  # fmt: skip
+    script = [
+        (C, flex_request(0, 9, 1, produce)),
+        (S, response(1, T + produce_resp)),
+        (C, flex_request(1, 13, 2, fetch13)),
+        (S, response(2, T + fetch13_resp)),
+        (C, flex_request(3, 12, 3, meta)),
+        (S, response(3, T + meta_resp)),
+    ]
+    xs = three_ways(KafkaParser, script, trailing=b"")  # type: ignore[arg-type]
+    assert [x.summary for x in xs] == [
+        "Produce v9 orders → NONE",
+        f"Fetch v13 {tid.hex()} → OFFSET_OUT_OF_RANGE",
+        "Metadata v12 orders → 1 topic(s)",
+    ]
+    assert xs[0].request["partitions"] == ["orders:3"] and xs[0].request["client_id"] == "modern"
+    assert xs[1].response["errors"] == {f"{tid.hex()}:0": "OFFSET_OUT_OF_RANGE"}
+    assert xs[2].response["brokers"] == ["k0:9092"] and xs[2].response["topics"] == ["orders"]
+    assert all("truncated" not in x.request and "truncated" not in x.response for x in xs)
