@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import operator
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -59,11 +58,11 @@ _INT32 = (-(2**31), 2**31 - 1)
 
 
 def ts_datetime(ts: Any) -> datetime | None:
-    """Epoch seconds as stored in the ``ts`` column: rounded to the microsecond."""
+    """Epoch seconds as stored in the ``ts`` column: rounded (half to even) to the µs."""
     if type(ts) not in (int, float):
         return None
     try:
-        return _EPOCH + timedelta(microseconds=math.floor(ts * 1e6 + 0.5))
+        return _EPOCH + timedelta(microseconds=round(ts * 1e6))
     except (OverflowError, ValueError):
         return None
 
@@ -127,7 +126,7 @@ def _raw(f: a.Field) -> Getter:
         def get_or(e: Entry) -> Any:
             side = e.get(str(head))
             v = _walk(side, rest)
-            if type(v) is not str:
+            if v is None:
                 v = _walk(side, other)
             return v if type(v) is str else None
 

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from hub.query import compile_query
-from hub.storage.duckdb import batch_to_columns_sql, migrate
+from hub.storage.duckdb import migrate
 from hub.storage.rows import entries_to_arrow
 from hub.storage.schema import COLUMNS, entries_table
 from kubeweir.entry import Entry, entry_to_builtins
@@ -32,12 +32,15 @@ class Both:
         self.dicts = {e.id: entry_to_builtins(e) for e in entries}
         if not entries:
             return
-        batch = entries_to_arrow(list(entries))  # noqa: F841 - registered by name below
+        batch = entries_to_arrow(list(entries))  # the hub's own row conversion
         self.raw.register("_q_batch", batch)
         cols = ", ".join(COLUMNS)
-        self.raw.execute(
-            f"INSERT INTO entries ({cols}) SELECT {cols} FROM ({batch_to_columns_sql('_q_batch')})"
-        )
+        source = "_q_batch"
+        if batch.column_names == ["e"]:  # JSON text per entry, turned into columns by SQL
+            from hub.storage import duckdb as hub_duckdb
+
+            source = f"({hub_duckdb.batch_to_columns_sql('_q_batch')})"  # type: ignore[attr-defined]
+        self.raw.execute(f"INSERT INTO entries ({cols}) SELECT {cols} FROM {source}")
         self.raw.unregister("_q_batch")
 
     def sql_ids(self, text: str, now: datetime = NOW) -> set[str]:
