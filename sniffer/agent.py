@@ -103,7 +103,7 @@ class Agent:
                 max_flows=settings.max_flows,
             )
         )
-        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry = CollectorRegistry()
         self.ship_latency = Histogram(
             "kubeweir_sniffer_ship_latency_seconds",
             "Time for the hub to acknowledge a batch.",

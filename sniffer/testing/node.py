@@ -264,14 +264,22 @@ class Pod:
     def http_calls(
         self, url: str, count: int, connections: int = 1, rate: float = 0.0, timeout: float = 60.0
     ) -> dict[str, Any]:
-        """``count`` GETs over keep-alive connections; returns the client's tally (ok, errors)."""
-        proc = self.exec(
-            sys.executable, "-m", "sniffer.testing.http_client", url, "--count", str(count),
-            "--connections", str(connections), "--rate", str(rate),
-            timeout=timeout,
-        )  # fmt: skip
-        result: dict[str, Any] = json.loads(proc.stdout)
+        """``count`` GETs of ``url/call/<i>`` over keep-alive connections; returns the
+        client's tally (ok, errors, elapsed)."""
+        proc = self.http_calls_start(url, count, connections, rate)
+        out, _ = proc.communicate(timeout=timeout)
+        result: dict[str, Any] = json.loads(out)
         return result
+
+    def http_calls_start(
+        self, url: str, count: int, connections: int = 1, rate: float = 0.0
+    ) -> subprocess.Popen[bytes]:
+        """The same, in the background: ``communicate()`` returns the JSON tally."""
+        return self.python(
+            "sniffer.testing.http_client", url, "--count", str(count),
+            "--connections", str(connections), "--rate", str(rate),
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
 
     def stop(self) -> None:
         for p in self.procs:

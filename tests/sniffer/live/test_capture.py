@@ -1,0 +1,126 @@
+"""End to end with real packets: pods on a bridge → sniffer → hub over TLS."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from sniffer.testing.cluster import Cluster, wait_for
+
+SOURCES = ["afpacket", "ebpf"]
+
+
+@pytest.mark.parametrize("capture", SOURCES)
+def test_targeted_calls_reach_hub_untargeted_never(cluster: Cluster, capture: str) -> None:
+    web = cluster.pod("web", "shop", app="web", tier="front")
+    cli = cluster.pod("cli", "shop", app="cli")
+    dns = cluster.pod("dns", "shop", app="dns")
+    red = cluster.pod("redis", "shop", app="redis")
+    web2 = cluster.pod("web2", "other", app="web")
+    cli2 = cluster.pod("cli2", "other", app="cli")
+    # a selected pod on the host network: reported, not captured
+    host = cluster.node.add_pod("hostnet", "shop", {"app": "agent"})
+    cluster.kube.create_pod(cluster.node.pod_object(host, host_network=True))
+    for server in (web, web2):
+        server.http_server(8080)
+    dns.dnsmasq({"orders.shop.example": "10.1.2.3"})
+    red.redis_server()
+    cluster.set_rules(namespaces=["shop"])
+    agent = cluster.agent(capture)
+    assert agent.source.name == capture
+    wait_for(lambda: web.ip in agent.targeting.targets and cli2.ip not in agent.targeting.targets)
+
+    assert cli.http_calls(f"http://{web.ip}:8080/t", 20)["ok"] == 20
+    assert cli2.http_calls(f"http://{web2.ip}:8080/u", 10)["ok"] == 10
+    assert "10.1.2.3" in cli.exec("dig", "+short", f"@{dns.ip}", "orders.shop.example").stdout
+    assert cli.exec("redis-cli", "-h", red.ip, "SET", "cart:7", "3").stdout.strip() == "OK"
+
+    got = wait_for(lambda: len(cluster.entries("/t/")) >= 20 and cluster.entries("/t/"),
+                   what="20 entries in the hub")  # fmt: skip
+    assert sorted(e["request"]["path"] for e in got) == sorted(f"/t/call/{i}" for i in range(20))
+    for e in got:
+        assert e["src"]["pod"] == "cli" and e["src"]["namespace"] == "shop"
+        assert e["src"]["labels"] == {"app": "cli"}
+        assert e["dst"]["pod"] == "web" and e["dst"]["ip"] == web.ip
+        assert e["dst"]["labels"] == {"app": "web", "tier": "front"}
+        assert e["dst"]["node"] == "node-a" and e["response"]["status"] == 200
+    others = wait_for(
+        lambda: (
+            [e for e in cluster.hub.entries() if e["proto"] in ("dns", "redis")]
+            if len([e for e in cluster.hub.entries() if e["proto"] in ("dns", "redis")]) >= 2
+            else None
+        ),
+        what="dns and redis entries",
+    )
+    by_proto = {e["proto"]: e for e in others}
+    assert by_proto["dns"]["dst"]["pod"] == "dns"
+    assert by_proto["redis"]["dst"]["pod"] == "redis"
+    assert by_proto["redis"]["src"]["pod"] == "cli"
+
+    time.sleep(1.0)  # give stray packets every chance to show up
+    ips = {cli2.ip, web2.ip}
+    leaked = [e for e in cluster.hub.entries() if {e["src"]["ip"], e["dst"]["ip"]} & ips]
+    assert leaked == []
+    st = agent.targeting.status()
+    assert st["untargetable"] == [{"pod": "shop/hostnet", "reason": "hostNetwork"}]
+    assert host.ip not in agent.targeting.targets and cluster.node.host_ip not in st["targets"]
+    assert agent.source_stats()["kernel_drops"] == 0
+
+
+@pytest.mark.parametrize("capture", SOURCES)
+def test_label_selector_change_applies_live_both_ways(cluster: Cluster, capture: str) -> None:
+    front = cluster.pod("front", "shop", tier="front")
+    back = cluster.pod("back", "shop", tier="back")
+    cli = cluster.pod("cli", "shop")
+    front.http_server(8080)
+    back.http_server(8080)
+    cluster.set_rules(labelSelector="tier=front")
+    agent = cluster.agent(capture)
+    wait_for(lambda: agent.targeting.targets == {front.ip})
+
+    cli.http_calls(f"http://{front.ip}:8080/p1f", 10)
+    cli.http_calls(f"http://{back.ip}:8080/p1b", 10)
+    wait_for(lambda: len(cluster.entries("/p1f/")) == 10)
+
+    # widen while calls to the pod that stays targeted are in flight: none may be lost
+    load = cli.http_calls_start(f"http://{front.ip}:8080/p2f", 60, rate=30)
+    time.sleep(0.5)
+    changed = time.monotonic()
+    cluster.set_rules(labelSelector="tier in (front, back)")
+    wait_for(lambda: agent.targeting.targets == {front.ip, back.ip}, 2.5, "new rules in force")
+    assert time.monotonic() - changed <= 2.5
+    load.communicate(timeout=30)
+    cli.http_calls(f"http://{back.ip}:8080/p2b", 10)
+    wait_for(lambda: len(cluster.entries("/p2b/")) == 10)
+    wait_for(lambda: len(cluster.entries("/p2f/")) == 60, what="no loss for staying pod")
+
+    # narrow the other way
+    cluster.set_rules(labelSelector="tier=back")
+    wait_for(lambda: agent.targeting.targets == {back.ip}, 2.5, "narrowed rules in force")
+    cli.http_calls(f"http://{front.ip}:8080/p3f", 10)
+    cli.http_calls(f"http://{back.ip}:8080/p3b", 10)
+    wait_for(lambda: len(cluster.entries("/p3b/")) == 10)
+    time.sleep(0.5)
+    assert cluster.entries("/p1b/") == [] and cluster.entries("/p3f/") == []
+
+
+def test_pod_restart_with_new_ip_is_followed(cluster: Cluster) -> None:
+    web = cluster.pod("web", "shop", app="web")
+    cli = cluster.pod("cli", "shop", app="cli")
+    web.http_server(8080)
+    agent = cluster.agent("afpacket")
+    wait_for(lambda: web.ip in agent.targeting.targets)
+    cli.http_calls(f"http://{web.ip}:8080/r1", 5)
+    wait_for(lambda: len(cluster.entries("/r1/")) == 5)
+    old_ip = web.ip
+    cluster.kube.delete_pod("shop", "web")
+    web = cluster.node.restart_pod(web)
+    assert web.ip != old_ip
+    cluster.kube.create_pod(cluster.node.pod_object(web))
+    web.http_server(8080)
+    wait_for(lambda: web.ip in agent.targeting.targets)
+    cli.http_calls(f"http://{web.ip}:8080/r2", 5)
+    got = wait_for(lambda: len(cluster.entries("/r2/")) == 5 and cluster.entries("/r2/"))
+    assert {e["dst"]["ip"] for e in got} == {web.ip}
+    assert {e["dst"]["pod"] for e in got} == {"web"}
