@@ -27,7 +27,6 @@ from __future__ import annotations
 import enum
 from collections import deque
 from collections.abc import Callable
-from operator import itemgetter
 from typing import Any, ClassVar
 
 from sniffer.parsers._http_body import BodySink, body_fields
@@ -37,8 +36,17 @@ from sniffer.parsers._http_events import (
     ResponseHead,
     Trailers,
 )
+from sniffer.parsers._http_wire import (
+    content_length,
+    decode_head,
+    detect,
+    find_head_end,
+    looks_like_request_line,
+    parse_fields,
+    split_target,
+)
 from sniffer.parsers.base import Direction, Exchange, ParseError, ParserLimits, StreamParser
-from sniffer.parsers.registry import StreamProtocol, Verdict
+from sniffer.parsers.registry import StreamProtocol
 
 __all__ = ["HttpParser", "PROTOCOL", "PROTOCOL_FIELDS", "detect"]
 
@@ -54,14 +62,6 @@ PROTOCOL_FIELDS: dict[str, tuple[str, ...]] = {
     "extra": ("upgrade", "body_error", "trailers", "decoded_size", "informational"),
 }  # fmt: skip
 
-# RFC 9110 §9 and the registered WebDAV/other methods: what detection and
-# re-synchronisation accept as a request start. (Parsing itself accepts any token.)
-_METHODS = frozenset(
-    b"GET HEAD POST PUT DELETE CONNECT OPTIONS TRACE PATCH PROPFIND PROPPATCH MKCOL COPY "
-    b"MOVE LOCK UNLOCK REPORT SEARCH MKCALENDAR MKACTIVITY CHECKOUT MERGE PURGE "
-    b"LINK UNLINK ACL BIND REBIND UNBIND ORDERPATCH UPDATE LABEL VERSION-CONTROL".split()
-)
-_MAX_METHOD = max(len(m) for m in _METHODS)
 _RESYNC_LIMIT = 4
 """Times ``max_header_bytes`` skipped before any message is found → not HTTP."""
 
@@ -176,112 +176,6 @@ class _Half:
 
 
 _Reader = Callable[["HttpParser", _Half, float], bool]
-
-
-def _content_length(value: str) -> int:
-    """RFC 9110 §8.6: one non-negative integer; a list of identical values is accepted."""
-    if value.isdigit():
-        return int(value)
-    parts = {p.strip() for p in value.split(",")}
-    if len(parts) == 1:
-        (p,) = parts
-        if p.isdigit():
-            return int(p)
-    raise ParseError(f"invalid Content-Length {value[:40]!r}")
-
-
-def _decode_head(raw: bytes | bytearray) -> list[str]:
-    """Header bytes → lines. UTF-8 when valid, else latin-1 (never fails). RFC 9112 §2.2
-    lets a recipient accept a bare LF as a line terminator."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n")
-    return text.split("\n")
-
-
-def _parse_fields(lines: list[str], start: int) -> dict[str, str]:
-    """RFC 9112 §5: field lines. Names lower-cased; repeats joined (RFC 9110 §5.3)."""
-    items = [line.partition(":") for line in (lines[start:] if start else lines)]
-    headers = {name.lower(): value.strip() for name, _, value in items}
-    # The common case ends here: every line had a colon, no name was repeated, and no
-    # name holds white space (space before the colon, or an obs-fold line).
-    if len(headers) == len(items) and all(map(_COLON, items)):
-        names = "".join(headers)
-        if " " not in names and "\t" not in names:
-            return headers
-    return _parse_fields_slow(items)
-
-
-_COLON = itemgetter(1)
-_WS = (" ", "\t")
-
-
-def _parse_fields_slow(items: list[tuple[str, str, str]]) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    last = ""
-    for name, colon, value in items:
-        if not name and not colon:
-            continue  # an empty line
-        if name[:1] in _WS:
-            # RFC 9112 §5.2: obs-fold, replaced by a space
-            if not last:
-                raise ParseError("continuation line before any header field")
-            headers[last] = headers[last] + " " + (name + colon + value).strip()
-            continue
-        if not colon:
-            raise ParseError(f"header line without a colon: {name[:60]!r}")
-        # RFC 9112 §5.1: no whitespace is allowed before the colon; we tolerate it
-        name = name.rstrip().lower()
-        if not name:
-            raise ParseError("header field with an empty name")
-        value = value.strip()
-        old = headers.get(name)
-        if old is None:
-            headers[name] = value
-        elif name == "set-cookie":
-            headers[name] = old + "\n" + value
-        else:
-            headers[name] = old + ", " + value
-        last = name
-    return headers
-
-
-def _find_head_end(buf: bytes | bytearray, pos: int, scan: int) -> tuple[int, int]:
-    """(end of the header section, start of what follows) or (-1, -1)."""
-    end = buf.find(b"\r\n\r\n", scan)
-    if end >= 0:
-        # a bare-LF message earlier in the buffer ends first
-        lf = buf.find(b"\n\n", pos, end)
-        if lf >= 0:
-            return lf, lf + 2
-        return end, end + 4
-    lf = buf.find(b"\n\n", scan)
-    if lf >= 0:
-        return lf, lf + 2
-    return -1, -1
-
-
-def _split_target(target: str) -> tuple[str, str, str]:
-    """(path, query, host-from-target) — RFC 9112 §3.2 request-target forms."""
-    host = ""
-    if target[:1] != "/" and "://" in target:
-        # absolute-form (§3.2.2): the authority is in the target
-        rest = target.split("://", 1)[1]
-        slash = rest.find("/")
-        if slash < 0:
-            host, target = rest, "/"
-        else:
-            host, target = rest[:slash], rest[slash:]
-    path, _, query = target.partition("?")
-    return path, query, host
-
-
-def _looks_like_request_line(line: bytes | bytearray) -> bool:
-    sp = line.find(b" ")
-    return 0 < sp <= _MAX_METHOD and bytes(line[:sp]) in _METHODS and b" HTTP/1." in line
 
 
 class HttpParser(StreamParser):
@@ -454,19 +348,19 @@ class HttpParser(StreamParser):
         h.pos = pos
         if h.start_ts is None:
             h.start_ts = ts
-        end, after = _find_head_end(buf, pos, max(h.scan, pos))
+        end, after = find_head_end(buf, pos, max(h.scan, pos))
         if end < 0:
             self._head_incomplete(h, n)
             return False
         if end - pos > self._max_head:
             raise ParseError(f"request head longer than {self._max_head} bytes")
-        lines = _decode_head(buf[pos:end])
+        lines = decode_head(buf[pos:end])
         # RFC 9112 §3: request-line = method SP request-target SP HTTP-version
         method, _, rest = lines[0].partition(" ")
         target, _, version = rest.rpartition(" ")
         if not version.startswith("HTTP/1.") or not target or not method.isupper():
             return self._bad_start(h, f"not an HTTP/1 request line: {lines[0][:80]!r}")
-        headers = _parse_fields(lines, 1)
+        headers = parse_fields(lines, 1)
         h.pos = h.scan = after
         self._on_request_head(h, RequestHead(method, target, version, headers))
         h.messages += 1
@@ -479,7 +373,7 @@ class HttpParser(StreamParser):
             return True
         cl = headers.get("content-length")
         if cl is not None:
-            length = int(cl) if cl.isdigit() else _content_length(cl)
+            length = int(cl) if cl.isdigit() else content_length(cl)
             if length:
                 end = after + length
                 if end <= len(buf):
@@ -507,20 +401,20 @@ class HttpParser(StreamParser):
         h.pos = pos
         if h.start_ts is None:
             h.start_ts = ts
-        end, after = _find_head_end(buf, pos, max(h.scan, pos))
+        end, after = find_head_end(buf, pos, max(h.scan, pos))
         if end < 0:
             self._head_incomplete(h, n)
             return False
         if end - pos > self._max_head:
             raise ParseError(f"response head longer than {self._max_head} bytes")
-        lines = _decode_head(buf[pos:end])
+        lines = decode_head(buf[pos:end])
         # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
         version, _, rest = lines[0].partition(" ")
         code, _, reason = rest.partition(" ")
         if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
             return self._bad_start(h, f"not an HTTP/1 status line: {lines[0][:80]!r}")
         status = int(code)
-        headers = _parse_fields(lines, 1)
+        headers = parse_fields(lines, 1)
         h.pos = h.scan = after
         h.messages += 1
         msg = self._on_response_head(h, ResponseHead(status, reason, version, headers))
@@ -540,7 +434,7 @@ class HttpParser(StreamParser):
             return True
         cl = headers.get("content-length")
         if cl is not None:
-            length = int(cl) if cl.isdigit() else _content_length(cl)
+            length = int(cl) if cl.isdigit() else content_length(cl)
             if length:
                 end = after + length
                 if end <= len(buf):
@@ -638,13 +532,13 @@ class HttpParser(StreamParser):
             return True
         if buf[pos] == 13 and avail < 2:
             return False
-        end, after = _find_head_end(buf, pos, max(h.scan, pos))
+        end, after = find_head_end(buf, pos, max(h.scan, pos))
         if end < 0:
             if avail > self._max_head:
                 raise ParseError(f"trailer section longer than {self._max_head} bytes")
             h.scan = max(pos, len(buf) - 3)
             return False
-        trailers = _parse_fields(_decode_head(buf[pos:end]), 0)
+        trailers = parse_fields(decode_head(buf[pos:end]), 0)
         h.pos = h.scan = after
         self._on_trailers(h, Trailers(trailers))
         self._end_message(h, ts)
@@ -685,7 +579,7 @@ class HttpParser(StreamParser):
                 ls = buf.rfind(b"\n", pos, i) + 1
                 if ls == 0:
                     ls = pos
-                if _looks_like_request_line(buf[ls : i + 8]):
+                if looks_like_request_line(buf[ls : i + 8]):
                     found = ls
                     break
                 i = buf.find(b" HTTP/1.", i + 1)
@@ -722,7 +616,7 @@ class HttpParser(StreamParser):
             if nl >= 0:
                 line = h.buf[pos:nl]
                 ok = (
-                    _looks_like_request_line(line)
+                    looks_like_request_line(line)
                     if h.direction == _CLIENT
                     else line.startswith(b"HTTP/1.")
                 )
@@ -759,7 +653,7 @@ class HttpParser(StreamParser):
             path, _, query = target.partition("?")
             host = ""
         else:
-            path, query, host = _split_target(target)
+            path, query, host = split_target(target)
         headers = ev.headers
         ts = h.start_ts if h.start_ts is not None else 0.0
         h.start_ts = None
@@ -1021,32 +915,6 @@ is made by the reader that owns the current state (or by ``_end_message``/``gap`
 
 
 # ----------------------------------------------------------------------- detection
-
-_HTTP1 = b"HTTP/1."
-
-
-def detect(data: bytes, direction: Direction) -> Verdict:
-    """Content detector: a request-line start (known method + space) from the client,
-    ``HTTP/1.`` from the server."""
-    if direction == Direction.SERVER:
-        head = data[:7]
-        if head == _HTTP1:
-            return Verdict.YES
-        return Verdict.MORE if _HTTP1.startswith(head) else Verdict.NO
-    sp = data.find(b" ", 0, _MAX_METHOD + 1)
-    if sp < 0:
-        if len(data) > _MAX_METHOD:
-            return Verdict.NO
-        word = bytes(data)
-        return Verdict.MORE if any(m.startswith(word) for m in _METHODS) else Verdict.NO
-    if bytes(data[:sp]) not in _METHODS:
-        return Verdict.NO
-    # request-target: origin-form "/", absolute-form "http...", asterisk "*", or authority
-    nxt = data[sp + 1 : sp + 2]
-    if not nxt:
-        return Verdict.MORE
-    return Verdict.YES if nxt > b" " and nxt != b"\x7f" else Verdict.NO
-
 
 PROTOCOL = StreamProtocol(
     name="http",
