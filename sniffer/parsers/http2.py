@@ -213,6 +213,8 @@ class Http2Parser(StreamParser):
         if r.preface:
             n = min(len(buf), len(PREFACE))
             if buf[:n] != PREFACE[:n]:
+                if len(buf) < 9:
+                    return  # too few bytes to judge a frame header yet
                 r.preface = False
                 if not plausible(buf):
                     self._lost(direction, len(buf), ts)

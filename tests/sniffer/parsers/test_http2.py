@@ -188,3 +188,13 @@ def test_shared_grpc_midstream_capture_matches_tshark() -> None:
     assert e["response"]["status"] == 200 and e["response"]["grpc_status"] == 0
     assert e["request"]["messages"][0]["1"]["2"] == ["host_id", "vpc"]
     assert e["summary"] == "POST timeseriesquery.TimeSeriesQueryService/ServerStreamQuery → 200 OK"
+
+
+def test_midstream_byte_by_byte() -> None:
+    ce, se = hpack.Encoder(), hpack.Encoder()
+    script = [
+        (C, headers(ce, 5, req("/m"), end=True)),
+        (S, headers(se, 5, [(":status", "200")]) + data(5, b"ok", end=True)),
+    ]
+    xs = three_ways(Http2Parser, script, trailing=b"")  # type: ignore[arg-type]
+    assert [x.summary for x in xs] == ["GET /m → 200"]
