@@ -13,6 +13,7 @@ and the lag from the last ingest until the table shows every entry.
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import threading
 import time
@@ -146,8 +147,10 @@ def main() -> None:
 
     print("## Dashboard live table (benchmarks/dashboard_live.py)\n")
     print(
-        f"`.venv/bin/python -m benchmarks.dashboard_live --rates {a.rates}"
-        f" --seconds {a.seconds:g}` — real hub, Debian Chromium (software rendering).\n"
+        f"`.venv/bin/python -m benchmarks.dashboard_live --rates {a.rates} --seconds {a.seconds:g}`"
+        " — real hub, Debian Chromium (software rendering); hub, feeder and browser share"
+        f" one machine: 1-min load average at the end {os.getloadavg()[0]:.1f}"
+        f" on {os.cpu_count()} CPUs.\n"
     )
     print(
         "| load | rows shown/s | frame p50 | frame p99 | p99 vs idle | long tasks | "
