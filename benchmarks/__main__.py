@@ -8,6 +8,7 @@ import sys
 # add yours here: "benchmarks.<name>"
 MODULES: list[str] = [
     "benchmarks.read_vs_tshark",
+    "benchmarks.http1_parser",
     "benchmarks.protocols",
     "benchmarks.dashboard_live",
 ]
