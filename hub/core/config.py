@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     max_decompressed_bytes: int = 64 * 1024 * 1024
     """Largest ingest body after decompression."""
     max_batch_entries: int = 50_000
-    dedupe_window: float = 3600.0
+    dedupe_window: float = 300.0
     """Seconds either side of a batch's time range in which ids are checked for duplicates
     (covers clock skew between nodes and resends from a sniffer's spool)."""
 

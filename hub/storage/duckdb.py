@@ -81,70 +81,12 @@ def migrate(con: duckdb.DuckDBPyConnection, migrations: Sequence[Migration] = MI
     return len(migrations)
 
 
-_EP = (
-    '{"ip":"VARCHAR","port":"INTEGER","pod":"VARCHAR","namespace":"VARCHAR",'
-    '"workload":"VARCHAR","service":"VARCHAR","node":"VARCHAR",'
-    '"labels":"MAP(VARCHAR, VARCHAR)"}'
-)
-_ENTRY_STRUCT = (
-    '{"id":"VARCHAR","ts":"DOUBLE","elapsed":"DOUBLE","proto":"VARCHAR",'
-    f'"src":{_EP},"dst":{_EP},"request":"JSON","response":"JSON","summary":"VARCHAR",'
-    '"redacted":"VARCHAR[]","tls":"BOOLEAN","error":"VARCHAR","gaps":"INTEGER",'
-    '"stream":"VARCHAR","index":"INTEGER","node":"VARCHAR"}'
-)
-
-
-def _endpoint_sql(s: str) -> str:
-    return ", ".join(
-        [
-            f"e.{s}.ip AS {s}_ip",
-            f"coalesce(e.{s}.port, 0) AS {s}_port",
-            *[
-                f"coalesce(e.{s}.{f}, '') AS {s}_{f}"
-                for f in ("pod", "namespace", "workload", "service", "node")
-            ],
-            f"coalesce(e.{s}.labels, MAP {{}}::MAP(VARCHAR, VARCHAR)) AS {s}_labels",
-        ]
-    )
-
-
-def _text_field(msg: str, key: str) -> str:
-    return f"CASE WHEN json_type({msg}, '$.{key}') = 'VARCHAR' THEN {msg}->>'$.{key}' END"
-
-
-def _body_sql(msg: str) -> str:
-    return (
-        f"CASE WHEN json_type({msg}, '$.body') <> 'VARCHAR' THEN NULL"
-        f" WHEN {msg}->>'$.body' = '' THEN NULL"
-        f" WHEN {msg}->>'$.body_encoding' = 'base64'"
-        f" THEN coalesce(try(from_base64({msg}->>'$.body')), encode({msg}->>'$.body'))"
-        f" ELSE encode({msg}->>'$.body') END"
-    )
-
-
-# The batch (one JSON text per entry) turned into the storage columns in one statement.
-_BATCH_COLUMNS_SQL = f"""
-SELECT e.id AS id, make_timestamp(CAST(round(e.ts * 1000000) AS BIGINT)) AS ts,
-  e.elapsed AS elapsed,
-  e.proto AS proto, {_endpoint_sql("src")}, {_endpoint_sql("dst")},
-  {_text_field("e.request", "method")} AS method,
-  coalesce({_text_field("e.request", "path")}, {_text_field("e.request", "name")}) AS path,
-  CASE WHEN json_type(e.response, '$.status') IN ('UBIGINT', 'BIGINT')
-       THEN try_cast(e.response->>'$.status' AS INTEGER) END AS status,
-  coalesce(e.summary, '') AS summary, coalesce(e.error, '') AS error,
-  coalesce(e.tls, false) AS tls, coalesce(e.node, '') AS node,
-  coalesce(e.stream, '') AS stream, coalesce(e.index, 0) AS idx, coalesce(e.gaps, 0) AS gaps,
-  coalesce(e.redacted, []::VARCHAR[]) AS redacted,
-  coalesce(json_merge_patch(e.request, '{{"body":null}}'), '{{}}') AS request,
-  coalesce(json_merge_patch(e.response, '{{"body":null}}'), '{{}}') AS response,
-  {_body_sql("e.request")} AS req_body, {_body_sql("e.response")} AS resp_body
-FROM (SELECT from_json(b.e, '{_ENTRY_STRUCT}') AS e FROM {{batch}} AS b)
-"""
-
 _COLS = ", ".join(COLUMNS)
+# One statement: skip ids already stored near the batch's time range (the ``ts`` filter
+# lets DuckDB skip row groups by their min/max), append the rest in time order.
 _INSERT_SQL = f"""
 INSERT INTO entries ({_COLS})
-SELECT {_COLS} FROM ({_BATCH_COLUMNS_SQL.replace("{batch}", "_kw_batch")}) AS b
+SELECT {_COLS} FROM _kw_batch AS b
 WHERE NOT EXISTS (
   SELECT 1 FROM entries AS o WHERE o.id = b.id AND o.ts BETWEEN ? AND ?
 )
@@ -155,12 +97,6 @@ RETURNING id
 _LIST_COLUMNS = tuple(c for c in COLUMNS if c not in ("req_body", "resp_body"))
 
 
-def batch_to_columns_sql(batch: str) -> str:
-    """The SELECT that turns a registered batch (column ``e`` of JSON) into the storage
-    columns (for benchmarks that compare against a bare append of the same rows)."""
-    return _BATCH_COLUMNS_SQL.replace("{batch}", batch)
-
-
 class DuckDBStorage(Storage):
     """Entries in a DuckDB file (or ``:memory:``)."""
 
@@ -168,7 +104,7 @@ class DuckDBStorage(Storage):
         self,
         path: str = ":memory:",
         *,
-        dedupe_window: float = 3600.0,
+        dedupe_window: float = 300.0,
         retention_max_age: float | None = None,
         retention_max_bytes: int | None = None,
         retention_interval: float = 30.0,

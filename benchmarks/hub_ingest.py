@@ -1,0 +1,192 @@
+"""Hub ingest: entries/s through POST /api/v1/ingest next to a bare DuckDB Arrow append of
+the same rows, in one run.
+
+Rich rows: two 6-key header maps and a 300-byte body each. The hub runs as its own
+process (``kubeweir hub``, file database); the client posts pre-encoded zstd msgpack
+batches so the number is the hub's. The bare append inserts the same rows, already in
+the storage columns as an Arrow table, into a fresh DuckDB file.
+
+    .venv/bin/python -m benchmarks.hub_ingest [--entries 100000] [--batch 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import httpx
+import zstandard
+
+from hub.storage.duckdb import MIGRATIONS, migrate
+from hub.storage.rows import entries_to_arrow
+from kubeweir.entry import Endpoint, Entry, encode_batch
+
+BAR = 0.5
+
+
+def rich_entries(n: int) -> list[Entry]:
+    body = ('{"order": 7, "items": [1, 2, 3], "note": "' + "x" * 250 + '"}')[:300]
+    out = []
+    for i in range(n):
+        req_h = {
+            "host": "orders.shop.svc",
+            "user-agent": "curl/8.5",
+            "accept": "application/json",
+            "content-type": "application/json",
+            "x-request-id": f"{i:016x}",
+            "authorization": "[REDACTED]",
+        }
+        resp_h = {
+            "content-type": "application/json",
+            "content-length": "300",
+            "date": "Mon, 23 Nov 2026 22:00:00 GMT",
+            "server": "nginx",
+            "x-trace": f"t{i}",
+            "cache-control": "no-store",
+        }
+        out.append(
+            Entry(
+                id=f"{i:024x}",
+                ts=1_700_000_000.0 + i * 0.001,
+                proto="http",
+                src=Endpoint(ip="10.1.0.5", port=40000 + i % 20000, pod="web-1", namespace="shop"),
+                dst=Endpoint(ip="10.1.0.6", port=8080, pod="orders-1", namespace="shop"),
+                elapsed=0.002 + (i % 50) * 0.001,
+                request={
+                    "method": "POST",
+                    "path": f"/api/orders/{i % 1000}",
+                    "query": "",
+                    "version": "HTTP/1.1",
+                    "headers": req_h,
+                    "body": body,
+                    "body_size": 300,
+                },
+                response={
+                    "status": 200 if i % 20 else 503,
+                    "reason": "OK",
+                    "version": "HTTP/1.1",
+                    "headers": resp_h,
+                    "body": body,
+                    "body_size": 300,
+                },
+                summary=f"POST /api/orders/{i % 1000} → 200",
+                stream=f"s{i // 10}",
+                index=i % 10,
+                node="node-1",
+            )
+        )
+    return out
+
+
+def bare_append(entries: list[Entry], path: str) -> float:
+    """Seconds to append the rows (already as storage columns in Arrow) to a fresh file."""
+    con = duckdb.connect(path)
+    migrate(con, MIGRATIONS)
+    columns = entries_to_arrow(entries)  # the storage columns, built outside the timing
+    con.register("cols", columns)
+    t = time.perf_counter()
+    con.execute("INSERT INTO entries SELECT * FROM cols")
+    con.execute("CHECKPOINT")
+    elapsed = time.perf_counter() - t
+    n = con.execute("SELECT count(*) FROM entries").fetchone()
+    assert n is not None and n[0] == len(entries)
+    con.close()
+    return elapsed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def http_ingest(entries: list[Entry], batch: int, tmp: Path) -> tuple[float, int]:
+    """Seconds to POST every batch to a hub process, and the hub's peak RSS (KiB)."""
+    port = _free_port()
+    cfg = tmp / "hub.yaml"
+    cfg.write_text("ingest_token: bench\nretention_max_age: null\nretention_max_bytes: null\n")
+    repo = Path(__file__).resolve().parent.parent
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubeweir", "hub", "--config", str(cfg), "--port", str(port),
+         "--db", str(tmp / "hub.duckdb"), "--log-level", "warning"],
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )  # fmt: skip
+    zc = zstandard.ZstdCompressor(level=3)
+    bodies = [
+        zc.compress(encode_batch(entries[i : i + batch], "bench"))
+        for i in range(0, len(entries), batch)
+    ]
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("hub did not start")
+            time.sleep(0.2)
+        headers = {"Authorization": "Bearer bench", "Content-Encoding": "zstd"}
+        with httpx.Client(base_url=url, timeout=120) as c:
+            t = time.perf_counter()
+            accepted = 0
+            for b in bodies:
+                r = c.post("/api/v1/ingest", content=b, headers=headers)
+                r.raise_for_status()
+                accepted += r.json()["accepted"]
+            elapsed = time.perf_counter() - t
+        assert accepted == len(entries), accepted
+        rss = _rss_kib(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return elapsed, rss
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--entries", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    args = ap.parse_args()
+    entries = rich_entries(args.entries)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        bare = bare_append(entries, str(tmp / "bare.duckdb"))
+        http, rss = http_ingest(entries, args.batch, tmp)
+    n = len(entries)
+    bare_rate, http_rate = n / bare, n / http
+    ratio = http_rate / bare_rate
+    verdict = "meets" if ratio >= BAR else "MISSES"
+    print("## Hub ingest (HTTP vs bare DuckDB Arrow append)\n")
+    print(f"`.venv/bin/python -m benchmarks.hub_ingest --entries {n} --batch {args.batch}`\n")
+    print("Rich rows: two 6-key header maps and a 300-byte body per entry; hub in its own")
+    print("process on a DuckDB file; client posts pre-encoded zstd msgpack batches.\n")
+    print("| path | entries | seconds | entries/s |")
+    print("|---|---:|---:|---:|")
+    print(f"| bare DuckDB Arrow append (same rows, storage columns) | {n} | {bare:.2f} | "
+          f"{bare_rate:,.0f} |")  # fmt: skip
+    print(f"| `POST /api/v1/ingest` ({args.batch}/batch, zstd) | {n} | {http:.2f} | "
+          f"{http_rate:,.0f} |")  # fmt: skip
+    print(f"\nRatio HTTP / bare: **{ratio:.2f}** (bar ≥ {BAR}: {verdict}). "
+          f"Hub peak RSS {rss / 1024:.0f} MiB. {os.cpu_count()} CPUs.\n")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
