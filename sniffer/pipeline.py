@@ -568,39 +568,50 @@ class Pipeline:
         return Endpoint(ip=ip, port=port)
 
     def _emit(self, conn: Connection, exchanges: list[Exchange]) -> None:
-        c_isn, s_isn = conn.isns()
-        client, server = conn.client, conn.server
-        cport = client.port
         if not conn.stream:
+            # the ISNs (or first seen sequence numbers) are frozen with the first entry
+            c_isn, s_isn = conn.isns()
             conn.stream = hashlib.blake2b(
-                _STREAM_ID.pack(c_isn, s_isn, cport), digest_size=8, person=b"kubeweir-tcps"
+                _STREAM_ID.pack(c_isn, s_isn, conn.client.port),
+                digest_size=8,
+                person=b"kubeweir-tcps",
             ).hexdigest()
-            conn.names = (ip_text(client.ip), ip_text(server.ip))
-        cip, sip = conn.names
+            conn.names = (ip_text(conn.client.ip), ip_text(conn.server.ip), c_isn, s_isn)
+        cip, sip, c_isn, s_isn = conn.names
+        cport = conn.client.port
+        sport = conn.server.port
         out = self._out
         redact = self._redact
+        info = self._info
         node = self._node
+        stream = conn.stream
         for ex in exchanges:
             idx = conn.index
             conn.index = idx + 1
             end = ex.end
+            if info is None:
+                src = Endpoint(ip=cip, port=cport)
+                dst = Endpoint(ip=sip, port=sport)
+            else:
+                src = Endpoint(ip=cip, port=cport, **info(cip))
+                dst = Endpoint(ip=sip, port=sport, **info(sip))
             entry = Entry(
                 id=tcp_entry_id(c_isn, s_isn, cport, idx),
                 ts=ex.ts,
                 proto=ex.proto,
-                src=self._endpoint(cip, cport),
-                dst=self._endpoint(sip, server.port),
+                src=src,
+                dst=dst,
                 elapsed=None if end is None else max(0.0, end - ex.ts),
                 request=ex.request,
                 response=ex.response,
                 summary=ex.summary,
                 error=ex.error,
                 gaps=ex.gaps,
-                stream=conn.stream,
+                stream=stream,
                 index=idx,
                 node=node,
             )
-            out.append(redact(entry) if redact is not None else entry)
+            out.append(entry if redact is None else redact(entry))
         self._entries += len(exchanges)
 
     # -- UDP ------------------------------------------------------------------------------

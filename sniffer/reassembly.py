@@ -120,7 +120,7 @@ class Connection:
         self.error = ""
         self.stream = ""
         self.tries = 0
-        self.names: tuple[str, str] = ("", "")
+        self.names: tuple[str, str, int, int] = ("", "", 0, 0)
 
     def isns(self) -> tuple[int, int]:
         """Client and server ISN (or first seen sequence number; 0 when never seen)."""
