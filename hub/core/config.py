@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     """Watch pods, services and endpoint slices to enrich endpoints (needs a cluster)."""
     kubeconfig: str | None = None
     """Kubeconfig path; in-cluster config when unset."""
+    sniffer_service_accounts: list[str] = Field(default_factory=list)
+    """ServiceAccounts (``namespace/name``) whose projected tokens sniffers may present,
+    checked by TokenReview (``hub.core.sniffer_auth``); empty: the ingest token only."""
+    sniffer_token_audience: str = "kubeweir"
 
     front_dist: Path | None = None
     """Built dashboard; defaults to ``front/dist`` next to the package."""
