@@ -125,7 +125,8 @@ class Sniffer:
 
 
 def sniffer_credential(request: Request, settings: SettingsDep) -> Sniffer:
-    """The sniffer credential: the configured ingest token (TokenReview later)."""
+    """The sniffer credential: the shared ingest token, or a sniffer ServiceAccount's
+    projected token validated by TokenReview."""
     token = _bearer(request.headers.get("authorization"))
     if token is None:
         raise HTTPException(
@@ -133,9 +134,17 @@ def sniffer_credential(request: Request, settings: SettingsDep) -> Sniffer:
             detail="sniffer credential required: Authorization: Bearer <ingest token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    if not ingest_token_ok(settings, token):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="unknown sniffer credential")
-    return Sniffer(name="token")
+    if ingest_token_ok(settings, token):
+        return Sniffer(name="token")
+    if settings.sniffer_service_accounts:
+        from hub.core.sniffer_auth import SnifferAuthError, reviewer_for
+
+        try:
+            identity = reviewer_for(request.app, settings).authenticate(token)
+        except SnifferAuthError as exc:
+            raise HTTPException(exc.status, detail=exc.reason) from exc
+        return Sniffer(name=identity.username)
+    raise HTTPException(status.HTTP_403_FORBIDDEN, detail="unknown sniffer credential")
 
 
 SnifferCredential = Annotated[Sniffer, Depends(sniffer_credential)]
