@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP
@@ -17,6 +18,9 @@ from sniffer.parsers.base import Direction
 from sniffer.pipeline import Pipeline, PipelineSettings
 from sniffer.reassembly import Connection, Reassembler
 from tests.sniffer.lineproto import ECHO, LINE
+
+# the deep profile (5000 examples each) outlasts the default per-test time-out
+pytestmark = pytest.mark.timeout(3600)
 
 PCAP_HEAD = struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
 NG_HEAD = struct.pack("<IIIHHqI", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1, 28)
