@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import time
 
+import httpx
 import pytest
 
 from sniffer.testing.cluster import Cluster, wait_for
@@ -57,6 +59,27 @@ def test_targeted_calls_reach_hub_untargeted_never(cluster: Cluster, capture: st
     assert by_proto["dns"]["dst"]["pod"] == "dns"
     assert by_proto["redis"]["dst"]["pod"] == "redis"
     assert by_proto["redis"]["src"]["pod"] == "cli"
+
+    # redaction happens on the node: the secret never reaches the hub
+    cli.curl(f"http://{web.ip}:8080/secret/1", "-H", "Authorization: Bearer s3cr3t-t0ken-v4lue")
+    secret = wait_for(lambda: cluster.entries("/secret/"), what="the redacted entry")[0]
+    assert "s3cr3t-t0ken-v4lue" not in json.dumps(secret)
+    assert any("authorization" in r for r in secret["redacted"])
+
+    # the agent's own endpoints
+    base = f"http://127.0.0.1:{agent.http_port}"
+    assert httpx.get(f"{base}/healthz").status_code == 200
+    assert httpx.get(f"{base}/readyz").status_code == 200
+    metrics = httpx.get(f"{base}/metrics").text
+    for name in ("packets_total", "bytes_total", "kernel_drops_total", "drops_total",
+                 "flows_total", "entries_total", "spool_bytes", "ship_latency_seconds_count",
+                 "targeted_pods", "untargetable_pods"):  # fmt: skip
+        assert f"kubeweir_sniffer_{name}" in metrics, name
+    assert 'kubeweir_sniffer_drops_total{reason="kernel"} 0.0' in metrics
+    assert "kubeweir_sniffer_targeted_pods 4.0" in metrics  # web, cli, dns, redis
+    wait_for(lambda: agent.heartbeats_sent > 0, 5, "a heartbeat")
+    sniffers = cluster.hub.status()["sniffers"]
+    assert [s["node"] for s in sniffers] == ["node-a"] and sniffers[0]["targets"] == 4
 
     time.sleep(1.0)  # give stray packets every chance to show up
     ips = {cli2.ip, web2.ip}
