@@ -256,17 +256,28 @@ class Pipeline:
             if conn.expire is not None:
                 try:
                     conn.expire(now, timeout)
-                except ParseError as exc:
+                    done = conn.parser.take()
+                except Exception as exc:
+                    if not isinstance(exc, ParseError):
+                        self._c["parser_bugs"] += 1
                     self._degrade(conn, exc)
                     continue
-                self._collect(conn)
+                if done:
+                    self._emit(conn, done)
         idle = now - self.settings.idle_timeout
         for flow in list(self._udp_flows):
             if flow.parser is not None:
-                flow.parser.expire(now, timeout)
-                self._collect_udp(flow)
+                self._expire_udp(flow, now)
             if flow.last < idle:
                 self._drop_udp(flow)
+
+    def _expire_udp(self, flow: _UdpFlow, now: float) -> None:
+        assert flow.parser is not None
+        try:
+            flow.parser.expire(now, self.settings.response_timeout)
+        except Exception:
+            self._c["parser_bugs"] += 1
+        self._collect_udp(flow)
 
     def close(self) -> None:
         """The capture ended: flush every connection and flow."""
@@ -274,8 +285,7 @@ class Pipeline:
         self._tcp.close_all(now)
         for flow in list(self._udp_flows):
             if flow.parser is not None:
-                flow.parser.expire(math.inf, self.settings.response_timeout)
-                self._collect_udp(flow)
+                self._expire_udp(flow, math.inf)
             self._drop_udp(flow)
 
     def take(self) -> list[Entry]:
@@ -555,12 +565,6 @@ class Pipeline:
         self._emit(conn, [ex])
 
     # -- entries --------------------------------------------------------------------------
-
-    def _collect(self, conn: Connection) -> None:
-        if conn.parser is not None:
-            done = conn.parser.take()
-            if done:
-                self._emit(conn, done)
 
     def _endpoint(self, ip: str, port: int) -> Endpoint:
         if self._info is not None:
