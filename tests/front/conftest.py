@@ -168,3 +168,16 @@ def shot() -> Shot:
         return path
 
     return take
+
+
+@pytest.fixture(autouse=True)
+def _no_uncaught_page_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every browser test also fails on an uncaught exception in the page."""
+    if "page" not in request.fixturenames:
+        yield
+        return
+    page = request.getfixturevalue("page")
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield
+    assert not errors, errors

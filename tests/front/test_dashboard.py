@@ -421,3 +421,16 @@ def test_viewer_without_view_bodies_sees_no_headers_or_bodies(
     expect(detail).not_to_contain_text("ledger.pay:8080")
     expect(page.get_by_test_id("no-pcap")).to_contain_text("download-pcap")
     shot(page, "detail-withheld")
+
+
+def test_shared_link_with_a_bad_filter_says_what_is_wrong(page: Page, hub: Hub) -> None:
+    hub.ingest([call("shop/web", "shop/orders")])
+    login(page, hub, path="/?q=response.status%20%3E%3D%20%22x")
+    expect(page.get_by_test_id("filter-error")).to_be_visible()
+    expect(page.get_by_test_id("traffic-table").get_by_test_id("error")).to_contain_text(
+        "The filter is not valid"
+    )
+    expect(page.get_by_test_id("row")).to_have_count(0)
+    # Clearing it brings the traffic back.
+    page.get_by_test_id("filter-clear").click()
+    expect(page.get_by_test_id("row-count")).to_have_text("1 entry")

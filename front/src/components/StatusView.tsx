@@ -3,10 +3,10 @@
 import { useEffect, useState } from "react";
 import { api } from "../lib/api";
 import { formatBytes } from "../lib/body";
+import { targetNames } from "../lib/format";
 import type { StatusAnswer, Whoami } from "../lib/types";
 import { parseTime } from "../lib/url";
 import { ErrorState, Loading } from "./States";
-import { targetNames } from "./TrafficView";
 
 const PERMISSIONS: [string, string][] = [
   ["view-bodies", "see headers and bodies"],

@@ -5,7 +5,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { api, ApiError, streamUrl } from "../lib/api";
 import { LiveRows } from "../lib/buffer";
 import { clause } from "../lib/filter";
-import { endpointLabel, entryStatus, entryTime, formatClock, formatLatency, statusClass } from "../lib/format";
+import { endpointLabel, entryStatus, entryTime, formatClock, formatLatency, statusClass, targetNames } from "../lib/format";
 import type { Endpoint, Entry, StatusAnswer, StreamMessage, Whoami } from "../lib/types";
 import { isLive } from "../lib/url";
 import { EntryDetail } from "./EntryDetail";
@@ -471,20 +471,4 @@ function EmptyTraffic({ q, live, onShowStatus }: { q: string; live: boolean; onS
       </p>
     </Notice>
   );
-}
-
-/** Targets as the sniffers report them: names, or objects with namespace/pod. */
-export function targetNames(targets: unknown): string[] {
-  if (!targets) return [];
-  if (typeof targets === "number") return [];
-  const list = Array.isArray(targets) ? targets : typeof targets === "object" ? Object.values(targets as object) : [targets];
-  return list.map((t) => {
-    if (typeof t === "string") return t;
-    if (t && typeof t === "object") {
-      const o = t as Record<string, unknown>;
-      const name = String(o.pod ?? o.name ?? o.ip ?? JSON.stringify(o));
-      return o.namespace ? `${String(o.namespace)}/${name}` : name;
-    }
-    return String(t);
-  });
 }

@@ -59,3 +59,19 @@ export function rate(perSecond: number): string {
   if (perSecond >= 1) return `${perSecond.toFixed(1)}/s`;
   return `${perSecond.toFixed(2)}/s`;
 }
+
+/** Targets as the sniffers report them: names, or objects with namespace/pod. */
+export function targetNames(targets: unknown): string[] {
+  if (!targets) return [];
+  if (typeof targets === "number") return [];
+  const list = Array.isArray(targets) ? targets : typeof targets === "object" ? Object.values(targets as object) : [targets];
+  return list.map((t) => {
+    if (typeof t === "string") return t;
+    if (t && typeof t === "object") {
+      const o = t as Record<string, unknown>;
+      const name = String(o.pod ?? o.name ?? o.ip ?? JSON.stringify(o));
+      return o.namespace ? `${String(o.namespace)}/${name}` : name;
+    }
+    return String(t);
+  });
+}

@@ -171,3 +171,48 @@ describe("service map layout", () => {
     expect(edgeColour(0)).not.toBe(edgeColour(0.2));
   });
 });
+
+import { ApiError, apiUrl, streamUrl } from "./api";
+import { endpointLabel, entryStatus, formatLatency, percent, rate, statusClass, targetNames } from "./format";
+
+describe("formatting", () => {
+  it("labels endpoints, latencies, statuses", () => {
+    expect(endpointLabel({ ip: "10.0.0.1", port: 80, pod: "web-1", namespace: "shop" })).toBe("shop/web-1");
+    expect(endpointLabel({ ip: "fd00::1", port: 53 })).toBe("[fd00::1]:53");
+    expect(formatLatency(0.0000421)).toBe("42 µs");
+    expect(formatLatency(0.0042)).toBe("4.20 ms");
+    expect(formatLatency(0.25)).toBe("250.0 ms");
+    expect(formatLatency(2)).toBe("2.00 s");
+    expect(formatLatency(null)).toBe("—");
+    const dns = entry("d", { proto: "dns", response: { rcode: "NXDOMAIN" } });
+    expect([entryStatus(dns), statusClass(dns)]).toEqual(["NXDOMAIN", "warn"]);
+    expect(statusClass(entry("g", { proto: "grpc", response: { status: 14 } }))).toBe("err");
+    expect(statusClass(entry("h", { response: { status: 404 } }))).toBe("warn");
+    expect(statusClass(entry("e", { error: "no response" }))).toBe("err");
+    expect([percent(0), percent(0.0004), percent(0.05), percent(0.5)]).toEqual(["0%", "<0.1%", "5.0%", "50%"]);
+    expect([rate(0.5), rate(12.34), rate(512)]).toEqual(["0.50/s", "12.3/s", "512/s"]);
+  });
+  it("reads targets as counts, names or objects", () => {
+    expect(targetNames(3)).toEqual([]);
+    expect(targetNames(["shop/web-1"])).toEqual(["shop/web-1"]);
+    expect(targetNames([{ namespace: "shop", pod: "web-1" }])).toEqual(["shop/web-1"]);
+    expect(targetNames(null)).toEqual([]);
+  });
+});
+
+describe("api helpers", () => {
+  it("builds URLs without empty parameters", () => {
+    expect(apiUrl("/api/v1/entries", { q: 'a == "b"', from: "", cursor: null, limit: 5 })).toBe(
+      "/api/v1/entries?q=a+%3D%3D+%22b%22&limit=5",
+    );
+    expect(apiUrl("/x")).toBe("/x");
+    expect(streamUrl("http", { protocol: "https:", host: "hub:8443" } as Location)).toBe("wss://hub:8443/api/v1/stream?q=http");
+  });
+  it("recognises the hub's query errors", () => {
+    const e = new ApiError(400, { message: "unknown field", position: 3, hint: "proto" }, "/x");
+    expect(e.queryError?.position).toBe(3);
+    expect(e.message).toBe("unknown field");
+    expect(new ApiError(403, "download-pcap permission needed", "/x").queryError).toBeNull();
+    expect(new ApiError(0, null, "/x").message).toBe("the hub did not answer");
+  });
+});
