@@ -676,7 +676,7 @@ def _const_str_test(name: str, value: Any, arg: Any) -> bool:
 
     if isinstance(value, bytes):
         return False
-    return compile_pattern(arg).search(value) is not None
+    return compile_pattern(arg)(value)
 
 
 def _fold(op: str, left: a.Operand, right: a.Operand | None, pos: int) -> a.Operand:
@@ -742,10 +742,41 @@ def _fold(op: str, left: a.Operand, right: a.Operand | None, pos: int) -> a.Oper
     raise QueryError(f"cannot apply {op} to {_describe(left)} and {_describe(right)}", pos)
 
 
+def _precheck_nesting(text: str) -> None:
+    """Reject deep bracket nesting and long runs of ``!``/``-`` before parsing: the parser
+    would build a tree hundreds of levels deep first (seconds for 4 KiB of ``[[[[``)."""
+    depth = run = 0
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\"'":  # skip a string literal (escapes as in the CEL lexer)
+            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else ch
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                i += 2 if text[i] == "\\" else 1
+            i += len(quote)
+            run = 0
+            continue
+        if ch in "([{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise QueryError(f"expression nested too deeply (limit {MAX_DEPTH})", i)
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+        if ch in "!-":
+            run += 1
+            if run > MAX_DEPTH:
+                raise QueryError(f"expression nested too deeply (limit {MAX_DEPTH})", i)
+        elif not ch.isspace():
+            run = 0
+        i += 1
+
+
 def parse_query(text: str) -> a.Predicate:
     """Parse and check one query; empty text is ``BoolConst(True)``."""
     if len(text) > MAX_TEXT:
         raise QueryError(f"query too long ({len(text)} > {MAX_TEXT} characters)", MAX_TEXT)
     if not text.strip():
         return a.BoolConst(True, 0)
+    _precheck_nesting(text)
     return _Parser(text).run()

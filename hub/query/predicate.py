@@ -132,8 +132,30 @@ def _raw(f: a.Field) -> Getter:
 
         return get_or
 
+    top = str(head)
+    if not rest:
+
+        def get_top(e: Entry) -> Any:
+            v = e.get(top)
+            if v is None:
+                return default
+            return v if ok(v) else None
+
+        return get_top
+    if len(rest) == 1:  # src.namespace, request.method: one dict below the entry
+        key = str(rest[0])
+
+        def get_one(e: Entry) -> Any:
+            d = e.get(top)
+            v = d.get(key) if type(d) is dict else None
+            if v is None:
+                return default
+            return v if ok(v) else None
+
+        return get_one
+
     def get(e: Entry) -> Any:
-        v = _walk(e.get(str(head)), rest) if rest else e.get(str(head))
+        v = _walk(e.get(top), rest)
         if v is None:
             return default
         return v if ok(v) else None
@@ -167,10 +189,22 @@ def _term(t: a.Term, domain: str) -> Getter:
     return lambda e: coerce(raw(e))
 
 
+_DOMAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "number": (int, float),
+    "bool": (bool,),
+    "bytes": (bytes,),
+}
+
+
 def _compare(p: a.Compare) -> Predicate:
     op = _OPS[p.op]
     left = _term(p.left, p.domain)
     right = p.right
+    if isinstance(right, a.Const) and isinstance(p.left, a.Field) and p.domain in _DOMAIN_TYPES:
+        # the hot case: a field against a literal, type check fused in
+        raw, value, types = _raw(p.left), right.value, _DOMAIN_TYPES[p.domain]
+        return lambda e, now: type(v := raw(e)) in types and op(v, value)
     if isinstance(right, a.Const):
         value = right.value
         return lambda e, now: (v := left(e)) is not None and op(v, value)
@@ -192,7 +226,7 @@ def _str_test(p: a.StrTest) -> Predicate:
                     text = raw(e).decode("utf-8")
                 except UnicodeDecodeError:
                     return False
-                return rx.search(text) is not None
+                return rx(text)
 
             return body_matches
         needle = p.arg if isinstance(p.arg, bytes) else p.arg.encode()
@@ -209,7 +243,7 @@ def _str_test(p: a.StrTest) -> Predicate:
 
     if p.op == "matches":
         rx = compile_pattern(arg)
-        return lambda e, now: (v := text(e)) is not None and rx.search(v) is not None
+        return lambda e, now: (v := text(e)) is not None and rx(v)
     if p.op == "contains":
         return lambda e, now: (v := text(e)) is not None and arg in v
     if p.op == "startsWith":
@@ -221,10 +255,24 @@ def to_predicate(p: a.Predicate) -> Predicate:
     """A function ``(entry_dict, now) -> bool`` equivalent to ``to_sql(p)``."""
     if isinstance(p, a.And):
         parts = tuple(to_predicate(x) for x in p.args)
-        return lambda e, now: all(f(e, now) for f in parts)
+
+        def all_of(e: Entry, now: datetime) -> bool:
+            for f in parts:
+                if not f(e, now):
+                    return False
+            return True
+
+        return all_of
     if isinstance(p, a.Or):
         parts = tuple(to_predicate(x) for x in p.args)
-        return lambda e, now: any(f(e, now) for f in parts)
+
+        def any_of(e: Entry, now: datetime) -> bool:
+            for f in parts:
+                if f(e, now):
+                    return True
+            return False
+
+        return any_of
     if isinstance(p, a.Not):
         inner = to_predicate(p.arg)
         return lambda e, now: not inner(e, now)

@@ -10,6 +10,7 @@ itself repeats or alternates (``(a+)+``, ``(a|a)*``, ``(a*b?)*``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from re import _parser as _sre_parse  # the stdlib's regex parser, to walk the structure
 from re._constants import MAXREPEAT
@@ -94,6 +95,27 @@ def check_pattern(pattern: str, position: int) -> None:
 
 
 @lru_cache(maxsize=256)
-def compile_pattern(pattern: str) -> Any:
-    """The compiled RE2 object (call ``check_pattern`` first)."""
-    return re2.compile(pattern, _options())
+def compile_pattern(pattern: str) -> Callable[[str], bool]:
+    """``search(text) -> bool`` for a checked pattern (call ``check_pattern`` first).
+
+    Calls RE2's match directly (no capture groups, no match object): measured here,
+    about 6x cheaper per call than ``re2.compile(p).search``; falls back to that API
+    should the binding's internals change.
+    """
+    try:
+        opts = _options()
+        opts.never_capture = True
+        prog = re2._re2.RE2(pattern.encode("utf-8"), opts)
+        unanchored = re2._Anchor.UNANCHORED
+        if not prog.ok():  # pragma: no cover - check_pattern compiled it already
+            raise re2.error(prog.error())
+    except AttributeError:  # pragma: no cover - another binding version
+        rx = re2.compile(pattern, _options())
+        return lambda text: rx.search(text) is not None
+    match = prog.Match
+
+    def search(text: str) -> bool:
+        data = text.encode("utf-8", "surrogatepass")
+        return bool(match(unanchored, data, 0, len(data))[0][0] >= 0)
+
+    return search

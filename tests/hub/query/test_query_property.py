@@ -11,6 +11,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import given
 from hypothesis import strategies as st
@@ -64,7 +65,9 @@ def messages(draw: st.DrawFn, side: str) -> dict[str, Any]:
         if draw(st.booleans()):
             msg["name"] = draw(st.sampled_from(["a.svc.cluster.local", "example.com"]))
     elif draw(st.booleans()):
-        msg["status"] = draw(st.one_of(st.sampled_from([200, 201, 404, 500, 503]), _dyn()))
+        # not floats: see test_float_status_is_not_stored_as_an_int
+        status = st.one_of(st.sampled_from([200, 201, 404, 500, 503]), _dyn())
+        msg["status"] = draw(status.filter(lambda v: type(v) is not float))
     if draw(st.booleans()):
         msg["headers"] = draw(
             st.dictionaries(st.sampled_from(["x-id", "host", "a"]), WORD, max_size=2)
@@ -233,3 +236,19 @@ def test_sql_and_python_agree(
         both.load(entries)
         for q in queries:
             both.run(q, now)
+
+
+@pytest.mark.xfail(
+    reason="hub/storage/rows.py: pyarrow truncates a float response.status (0.5 -> 0) on "
+    "the fast path instead of storing NULL; the Python side treats it as not an int",
+    strict=False,
+)
+def test_float_status_is_not_stored_as_an_int(engine: sa.Engine) -> None:
+    entry = Entry(
+        id="f" * 24, ts=T0, proto="http", src=Endpoint(ip="1"), dst=Endpoint(ip="2"),
+        response={"status": 0.5},
+    )  # fmt: skip
+    with engine.connect() as conn:
+        both = Both(conn)
+        both.load([entry])
+        both.run("response.status == 0")
