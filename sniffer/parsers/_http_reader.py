@@ -87,7 +87,9 @@ class _Msg:
     """Request: asked for Upgrade/CONNECT. Response: the protocol switched."""
     interim: list[int] | None = None
     lost = False
-    """A placeholder for a request lost in a capture gap."""
+    """A placeholder for a request lost in a capture gap (or given up, see ``expired``)."""
+    expired = False
+    """Request: timed out waiting for its response (``HttpParser.expire``)."""
     answered = False
     """Request: its response head has been read."""
     body: bytes | None = None

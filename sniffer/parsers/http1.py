@@ -18,8 +18,9 @@ Entry fields (``proto="http"``):
   ``upgrade`` (the protocol switched to, e.g. ``websocket``, ``h2c``, ``tcp``; ``CONNECT``
   for a tunnel) when the connection stopped speaking HTTP after it, and ``informational``
   (the 1xx statuses that came before it, e.g. ``[100]``).
-- error: ``no response`` (none before the connection ended), ``no request`` (the request
-  was not captured), ``gap`` (bytes missing from the capture broke the message),
+- error: ``no response`` (none before the connection ended or the time-out, see
+  ``expire``), ``no request`` (the request was not captured), ``late response`` (came
+  after its request had timed out), ``gap`` (bytes missing from the capture broke the message),
   ``incomplete response`` (the connection ended inside the response).
 """
 
@@ -136,6 +137,20 @@ class HttpParser(HttpReader):
         h.pos = h.scan = 0
         h.start_ts = None
         h.state = _RESYNC
+
+    def expire(self, now: float, timeout: float) -> None:
+        """Requests unanswered for ``timeout`` seconds become exchanges with ``error="no
+        response"``. Each stays in the queue as a placeholder, so that a response coming
+        after all is paired with it (and kept, as ``late response``) instead of shifting
+        every later pairing by one."""
+        for req in self._pending:
+            if req.ts + timeout > now:
+                break  # the queue is in request order: the rest are younger
+            if req.lost:
+                continue
+            self._finish(req, None, None, "no response")
+            req.fields = None
+            req.lost = req.expired = True
 
     def close(self, ts: float) -> None:
         if self._closed:
@@ -382,6 +397,8 @@ class HttpParser(HttpReader):
         gaps = 0
         if req is not None and req.lost:
             gaps = req.gaps
+            if req.expired and resp is not None and not error:
+                error = "late response"  # its request was already given up
             req = None
         request: dict[str, Any] = {}
         response: dict[str, Any] = {}

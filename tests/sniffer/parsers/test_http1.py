@@ -569,3 +569,22 @@ def test_protocol_object() -> None:
     assert PROTOCOL.name == "http" and PROTOCOL.midstream
     assert {80, 8080, 8000, 3000, 5000, 2375} <= PROTOCOL.ports
     assert isinstance(PROTOCOL.factory(ParserLimits()), HttpParser)
+
+
+def test_expire_times_out_requests_and_keeps_later_pairing() -> None:
+    p = HttpParser()
+    p.feed(C, b"GET /slow HTTP/1.1\r\n\r\n", 1.0)
+    p.feed(C, b"GET /next HTTP/1.1\r\n\r\n", 20.0)
+    p.expire(25.0, 30.0)
+    assert p.take() == []
+    p.expire(31.0, 30.0)
+    [gone] = p.take()
+    assert (gone.summary, gone.error, gone.end) == ("GET /slow → no response", "no response", None)
+    # the slow answer comes after all: kept apart; the next request still gets its own
+    p.feed(S, resp("200 OK", b"slow") + resp("200 OK", b"next"), 40.0)
+    late, nxt = p.take()
+    assert (late.error, late.response["body"], late.request) == ("late response", "slow", {})
+    assert (nxt.summary, nxt.error, nxt.response["body"]) == ("GET /next → 200", "", "next")
+    p.expire(1000.0, 30.0)
+    p.close(1001.0)
+    assert p.take() == []

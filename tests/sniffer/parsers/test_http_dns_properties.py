@@ -82,6 +82,8 @@ def _run_http(steps: list[tuple[bool, bytes, int]]) -> None:
                 p.gap(d, len(data) + 1, float(i))
             else:
                 p.feed(d, data, float(i))
+                if gap == 2:
+                    p.expire(float(i), 2.0)
             _bounded(p)
             for e in p.take():
                 assert e.proto == "http"
