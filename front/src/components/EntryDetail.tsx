@@ -9,7 +9,7 @@ import { clause } from "../lib/filter";
 import { entryStatus, entryTime, formatLatency, statusClass } from "../lib/format";
 import type { Endpoint, Entry, Fields, Whoami } from "../lib/types";
 import { ErrorState, Loading } from "./States";
-import { Val } from "./TrafficView";
+import { Val } from "./Val";
 
 export const REDACTED = "[REDACTED]";
 

@@ -5,11 +5,13 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { api, ApiError, streamUrl } from "../lib/api";
 import { LiveRows } from "../lib/buffer";
 import { clause } from "../lib/filter";
-import { endpointLabel, entryStatus, entryTime, formatClock, formatLatency, statusClass, targetNames } from "../lib/format";
-import type { Endpoint, Entry, StatusAnswer, StreamMessage, Whoami } from "../lib/types";
+import { endpointLabel, entryStatus, entryTime, formatClock, formatLatency, statusClass } from "../lib/format";
+import type { Endpoint, Entry, StreamMessage, Whoami } from "../lib/types";
 import { isLive } from "../lib/url";
+import { EmptyTraffic } from "./EmptyTraffic";
 import { EntryDetail } from "./EntryDetail";
-import { ErrorState, Loading, Notice } from "./States";
+import { ErrorState, Loading } from "./States";
+import { Val } from "./Val";
 
 const ROW_H = 28;
 const PAGE = 200;
@@ -400,75 +402,5 @@ function Row(p: { entry: Entry; top: number; index: number; active: boolean; sel
       </span>
       <span role="gridcell" className="num">{formatLatency(e.elapsed)}</span>
     </div>
-  );
-}
-
-/** A value with a "+" that adds `field == value` to the filter. */
-export function Val({ text, c, add }: { text: string; c: string | null; add: (c: string) => void }) {
-  return (
-    <span className="val">
-      <span className="val-text">{text}</span>
-      {c ? (
-        <button
-          type="button"
-          className="add"
-          tabIndex={-1}
-          title={`Add to filter: ${c}`}
-          aria-label={`Add to filter: ${c}`}
-          data-clause={c}
-          onClick={(ev) => {
-            ev.stopPropagation();
-            add(c);
-          }}
-        >
-          +
-        </button>
-      ) : null}
-    </span>
-  );
-}
-
-function EmptyTraffic({ q, live, onShowStatus }: { q: string; live: boolean; onShowStatus: () => void }) {
-  const [status, setStatus] = useState<StatusAnswer | null>(null);
-  useEffect(() => {
-    if (!q) api.status().then(setStatus, () => setStatus(null));
-  }, [q]);
-  if (q) {
-    return (
-      <Notice title="No entries match this filter" testid="empty">
-        <p>
-          Nothing {live ? "yet " : "in this time range "}matches <code>{q}</code>. Loosen the filter, or{" "}
-          {live ? "wait for matching traffic — new entries appear here as they arrive." : "widen the time range."}
-        </p>
-      </Notice>
-    );
-  }
-  const sniffers = status?.sniffers ?? [];
-  const targets = sniffers.flatMap((s) => targetNames(s.targets));
-  const counted = sniffers.reduce((n, s) => n + (typeof s.targets === "number" ? s.targets : 0), 0);
-  return (
-    <Notice title={live ? "No traffic yet" : "No traffic in this time range"} testid="empty">
-      {status && sniffers.length === 0 ? (
-        <p>No sniffer has reported to the hub. Start one (the DaemonSet, or <code>kubeweir tap</code>) and traffic appears here.</p>
-      ) : targets.length ? (
-        <>
-          <p>These pods are targeted; their calls appear here as soon as they talk:</p>
-          <ul className="targets" data-testid="empty-targets">
-            {targets.slice(0, 20).map((t) => <li key={t}><code>{t}</code></li>)}
-          </ul>
-          {targets.length > 20 ? <p>…and {targets.length - 20} more.</p> : null}
-        </>
-      ) : counted ? (
-        <p data-testid="empty-targets">
-          {counted} {counted === 1 ? "pod is" : "pods are"} targeted on {sniffers.length} {sniffers.length === 1 ? "node" : "nodes"}; their calls appear here as soon as they talk
-          {live ? "" : " (widen the time range to see older ones)"}.
-        </p>
-      ) : status ? (
-        <p>No pod is targeted yet: check the sniffers' targeting rules (namespaces, labels, pod-name pattern).</p>
-      ) : null}
-      <p>
-        <button type="button" className="link" onClick={onShowStatus}>Capture status</button>
-      </p>
-    </Notice>
   );
 }
