@@ -101,6 +101,10 @@ class DnsTcpParser(StreamParser):
         as ``no response``) and reading resumes at the next decodable message."""
         self._framers[direction].gap()
 
+    def expire(self, now: float, timeout: float) -> None:
+        """Queries unanswered for ``timeout`` seconds end as ``no response``."""
+        self._pairing.expire(now, timeout)
+
     def close(self, ts: float) -> None:
         if not self._closed:
             self._pairing.close()

@@ -306,3 +306,11 @@ def test_tcp_gap_after_fin_is_harmless() -> None:
         {S: b"\x00"},
     )
     assert [(e.txid, e.error) for e in ex] == [(5, "")]
+
+
+def test_tcp_expire() -> None:
+    p = DnsTcpParser()
+    p.feed(C, tcp(message(1, "a.x", 1)) + tcp(message(2, "b.x", 1)), 1.0)
+    p.feed(S, tcp(message(2, "b.x", 1, response=True)), 1.2)
+    p.expire(40.0, 30.0)
+    assert [(e.txid, e.error) for e in p.take()] == [(2, ""), (1, "no response")]
