@@ -266,12 +266,16 @@ def test_chunked_gzip() -> None:
     assert ex[0].response["body"] == "hello " * 1000
 
 
-def test_decompression_bomb_stops_at_bound() -> None:
+@pytest.mark.parametrize(
+    ("coding", "encode"),
+    [("gzip", gzip.compress), ("br", brotli.compress), ("deflate", zlib.compress)],
+)
+def test_decompression_bomb_stops_at_bound(coding: str, encode: object) -> None:
     limits = ParserLimits(max_body=1000, max_decoded=50_000)
-    bomb = gzip.compress(b"\0" * 5_000_000)
+    bomb = encode(b"\0" * 5_000_000)  # type: ignore[operator]
     ex = three_ways(
         lambda: HttpParser(limits),
-        [(C, b"GET /b HTTP/1.1\r\n\r\n"), (S, resp("200 OK", bomb, "Content-Encoding: gzip"))],
+        [(C, b"GET /b HTTP/1.1\r\n\r\n"), (S, resp("200 OK", bomb, f"Content-Encoding: {coding}"))],
         NEXT,
     )
     r = ex[0].response
