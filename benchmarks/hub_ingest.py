@@ -185,7 +185,8 @@ def main() -> None:
     print(f"| `POST /api/v1/ingest` ({args.batch}/batch, zstd) | {n} | {http:.2f} | "
           f"{http_rate:,.0f} |")  # fmt: skip
     print(f"\nRatio HTTP / bare: **{ratio:.2f}** (bar ≥ {BAR}: {verdict}). "
-          f"Hub peak RSS {rss / 1024:.0f} MiB. {os.cpu_count()} CPUs.\n")  # fmt: skip
+          f"Hub peak RSS {rss / 1024:.0f} MiB. {os.cpu_count()} CPUs, load average "
+          f"{os.getloadavg()[0]:.1f} (shared machine).\n")  # fmt: skip
 
 
 if __name__ == "__main__":

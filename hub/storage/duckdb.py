@@ -109,6 +109,7 @@ class DuckDBStorage(Storage):
         retention_max_bytes: int | None = None,
         retention_interval: float = 30.0,
         retention_chunk: int = 100_000,
+        page_window: float = 60.0,
         migrations: Sequence[Migration] = MIGRATIONS,
     ) -> None:
         self.path = path
@@ -122,6 +123,7 @@ class DuckDBStorage(Storage):
         self.retention_interval = retention_interval
         self.retention_chunk = retention_chunk
         self.retention_deleted = 0
+        self.page_window = timedelta(seconds=page_window)
         self.schema_version = migrate(self._con, migrations)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -206,21 +208,44 @@ class DuckDBStorage(Storage):
         *,
         with_bodies: bool = False,
     ) -> list[dict[str, Any]]:
+        """Newest first. Entries are appended in ts order, so the newest matches are found
+        by scanning back from the newest ts in growing windows (DuckDB skips the row groups
+        outside each window by their ts min/max) rather than sorting every match."""
         t = self.table
         cond = where
         if after is not None:
             ts, eid = after
             cond = sa.and_(cond, sa.or_(t.c.ts < ts, sa.and_(t.c.ts == ts, t.c.id < eid)))
-        ids_stmt = (
-            sa.select(t.c.id, t.c.ts)
-            .where(cond)
-            .order_by(t.c.ts.desc(), t.c.id.desc())
-            .limit(limit)
-        )
-        _, keys = self._query(ids_stmt)
+        bounds = self._ts_bounds()
+        if bounds is None:
+            return []
+        oldest, newest = bounds
+        if after is not None:
+            newest = min(newest, after[0])
+        window = self.page_window
+        while True:
+            start = newest - window
+            windowed = cond if start <= oldest else sa.and_(cond, t.c.ts >= start)
+            ids_stmt = (
+                sa.select(t.c.id, t.c.ts)
+                .where(windowed)
+                .order_by(t.c.ts.desc(), t.c.id.desc())
+                .limit(limit)
+            )
+            _, keys = self._query(ids_stmt)
+            if len(keys) >= limit or start <= oldest:
+                break
+            window *= 8
         if not keys:
             return []
         return self._fetch(keys, with_bodies=with_bodies)
+
+    def _ts_bounds(self) -> tuple[datetime, datetime] | None:
+        with self._reader() as cur:
+            row = cur.execute("SELECT min(ts), max(ts) FROM entries").fetchone()
+        if row is None or row[0] is None:
+            return None
+        return row[0], row[1]
 
     def _fetch(self, keys: Sequence[tuple[Any, ...]], *, with_bodies: bool) -> list[dict[str, Any]]:
         """The heavy columns of the rows with these (id, ts), in the given order."""
@@ -261,7 +286,8 @@ class DuckDBStorage(Storage):
         t = self.table
         return self.compile(sa.select(*[t.c[c] for c in cols]).where(where))
 
-    def stats(self, where: ColumnElement[bool]) -> dict[str, Any]:
+    def stats_sql(self, where: ColumnElement[bool]) -> tuple[str, list[Any]]:
+        """The statistics query (one scan, grouping sets) and its parameters."""
         sub, params = self._filtered(where, "proto", "status", "src_namespace", "dst_namespace")
         sql = f"""
         SELECT grouping(proto) = 0 AS g_proto, grouping(sc) = 0 AS g_sc,
@@ -275,6 +301,10 @@ class DuckDBStorage(Storage):
         )
         GROUP BY GROUPING SETS ((proto), (sc), (ns), ())
         """
+        return sql, params
+
+    def stats(self, where: ColumnElement[bool]) -> dict[str, Any]:
+        sql, params = self.stats_sql(where)
         out: dict[str, Any] = {
             "total": 0,
             "by_proto": {},
@@ -294,7 +324,8 @@ class DuckDBStorage(Storage):
                 out["total"] = n
         return out
 
-    def servicemap(self, where: ColumnElement[bool]) -> list[dict[str, Any]]:
+    def servicemap_sql(self, where: ColumnElement[bool]) -> tuple[str, list[Any]]:
+        """The service-map query (edges with quantiles) and its parameters."""
         sub, params = self._filtered(
             where,
             "ts",
@@ -327,6 +358,10 @@ class DuckDBStorage(Storage):
         GROUP BY ALL
         ORDER BY n DESC
         """
+        return sql, params
+
+    def servicemap(self, where: ColumnElement[bool]) -> list[dict[str, Any]]:
+        sql, params = self.servicemap_sql(where)
         with self._reader() as cur:
             rows = cur.execute(sql, params).fetchall()
         out = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -246,3 +246,18 @@ def test_readers_keep_working_while_writer_ingests(storage: DuckDBStorage) -> No
     assert not errors
     assert len(reads) >= 4  # readers made progress during the writes
     assert storage.count() == 22000
+
+
+def test_page_finds_old_matches_past_the_first_window(storage: DuckDBStorage) -> None:
+    base = 1_700_000_000.0
+    old = [make_http_entry(status=500, ts=base + i) for i in range(10)]  # a day before
+    new = [make_http_entry(status=200, ts=base + 86_400 + i) for i in range(50)]
+    storage.ingest(old + new)
+    storage.page_window = timedelta(seconds=5)
+    t = storage.table
+    page = storage.page(t.c.status == 500, 4)
+    assert [r["id"] for r in page] == [e.id for e in reversed(old)][:4]
+    rest = storage.page(t.c.status == 500, 100, (page[-1]["ts"], page[-1]["id"]))
+    assert [r["id"] for r in rest] == [e.id for e in reversed(old)][4:]
+    assert storage.page(t.c.status == 404, 10) == []
+    assert DuckDBStorage().page(sa.true(), 10) == []  # empty store
