@@ -260,9 +260,9 @@ def fragment_packets(pkts: Sequence[Packet], size: int = 512) -> list[Packet]:
         if p.haslayer(IPv6):
             ip6 = p[IPv6]
             q = IPv6(src=ip6.src, dst=ip6.dst) / IPv6ExtHdrFragment() / ip6.payload.copy()
-            frags = fragment6(q, size)
+            frags = fragment6(q, size)  # type: ignore[no-untyped-call]
         else:
-            frags = fragment(p, size)
+            frags = fragment(p, size)  # type: ignore[no-untyped-call]
         for f in frags:
             f.time = p.time
         out += frags
