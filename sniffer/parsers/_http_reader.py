@@ -239,7 +239,7 @@ class HttpReader(StreamParser):
             return True
         cl = headers.get("content-length")
         if cl is not None:
-            length = int(cl) if cl.isdigit() else content_length(cl)
+            length = int(cl) if cl.isdigit() and cl.isascii() else content_length(cl)
             if length:
                 end = after + length
                 if end <= len(buf):
@@ -277,7 +277,11 @@ class HttpReader(StreamParser):
         # RFC 9112 §4: status-line = HTTP-version SP status-code SP [ reason-phrase ]
         version, _, rest = lines[0].partition(" ")
         code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        if (
+            not version.startswith("HTTP/1.")
+            or len(code) != 3
+            or not (code.isdigit() and code.isascii())
+        ):
             return self._bad_start(h, f"not an HTTP/1 status line: {lines[0][:80]!r}")
         status = int(code)
         headers = parse_fields(lines, 1)
@@ -300,7 +304,7 @@ class HttpReader(StreamParser):
             return True
         cl = headers.get("content-length")
         if cl is not None:
-            length = int(cl) if cl.isdigit() else content_length(cl)
+            length = int(cl) if cl.isdigit() and cl.isascii() else content_length(cl)
             if length:
                 end = after + length
                 if end <= len(buf):

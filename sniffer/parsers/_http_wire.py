@@ -32,12 +32,12 @@ MAX_METHOD = max(len(m) for m in METHODS)
 
 def content_length(value: str) -> int:
     """RFC 9110 §8.6: one non-negative integer; a list of identical values is accepted."""
-    if value.isdigit():
+    if value.isdigit() and value.isascii():
         return int(value)
     parts = {p.strip() for p in value.split(",")}
     if len(parts) == 1:
         (p,) = parts
-        if p.isdigit():
+        if p.isdigit() and p.isascii():
             return int(p)
     raise ParseError(f"invalid Content-Length {value[:40]!r}")
 

@@ -592,3 +592,12 @@ def test_expire_times_out_requests_and_keeps_later_pairing() -> None:
     p.expire(1000.0, 30.0)
     p.close(1001.0)
     assert p.take() == []
+
+
+def test_non_ascii_digits_are_not_numbers() -> None:
+    # str.isdigit() accepts "²" and "٣"; int() refuses the first and reads the second
+    for bad in ("HTTP/1.1 ²00 OK\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: ٣\r\n\r\n"):
+        p = HttpParser()
+        p.feed(S, b"HTTP/1.1 204 No Content\r\n\r\n", 1.0)
+        with pytest.raises(ParseError):
+            p.feed(S, bad.encode(), 2.0)
