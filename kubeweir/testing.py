@@ -7,7 +7,7 @@ from typing import Any
 
 from kubeweir.entry import Endpoint, Entry
 
-__all__ = ["make_endpoint", "make_entry", "make_http_entry"]
+__all__ = ["make_endpoint", "make_entry", "make_http_entry", "make_viewer"]
 
 _counter = itertools.count()
 
@@ -73,3 +73,14 @@ def make_http_entry(
     }
     base.update(fields)
     return make_entry(**base)
+
+
+def make_viewer(
+    name: str = "viewer",
+    namespaces: tuple[str, ...] = ("*",),
+    permissions: frozenset[str] | set[str] = frozenset(),
+) -> Any:
+    """A hub ``Viewer`` (``hub.scope``): a name, namespace globs and permissions."""
+    from hub.scope import Viewer
+
+    return Viewer(name=name, namespaces=tuple(namespaces), permissions=frozenset(permissions))
