@@ -116,7 +116,13 @@ class Hub:
 
 
 @pytest.fixture
-def hub(front_dist: Path) -> Iterator[Hub]:
+def hub_settings_overrides() -> dict[str, Any]:
+    """Extra hub settings; a test overrides it with ``@pytest.mark.parametrize``."""
+    return {}
+
+
+@pytest.fixture
+def hub(front_dist: Path, hub_settings_overrides: dict[str, Any]) -> Iterator[Hub]:
     """A real hub on a free loopback port, fresh (empty) for each test."""
     import uvicorn
 
@@ -130,6 +136,7 @@ def hub(front_dist: Path) -> Iterator[Hub]:
         cookie_secure=False,
         front_dist=front_dist,
         enrich=False,
+        **hub_settings_overrides,
     )
     app = create_app(settings)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -434,3 +434,16 @@ def test_shared_link_with_a_bad_filter_says_what_is_wrong(page: Page, hub: Hub) 
     # Clearing it brings the traffic back.
     page.get_by_test_id("filter-clear").click()
     expect(page.get_by_test_id("row-count")).to_have_text("1 entry")
+
+
+@pytest.mark.parametrize("hub_settings_overrides", [{"stream_queue": 5}])
+def test_entries_the_hub_skipped_for_a_slow_client_are_counted(page: Page, hub: Hub) -> None:
+    login(page, hub)
+    expect(page.get_by_test_id("conn")).to_have_attribute("data-state", "live")
+    hub.ingest([call("shop/web", "shop/orders", path=f"/b/{i}") for i in range(100)])
+    status = page.get_by_test_id("list-status")
+    expect(status).to_contain_text("95 skipped by the hub")
+    expect(page.get_by_test_id("row-count")).to_have_text("5 entries")
+    # What the stream skipped is still stored: the time range (or a reload) shows it.
+    page.reload()
+    expect(page.get_by_test_id("row-count")).to_have_text("100 entries")

@@ -301,7 +301,11 @@ export function TrafficView(props: Props) {
           <span data-testid="row-count">
             {rows.length.toLocaleString()} {rows.length === 1 ? "entry" : "entries"}
           </span>
-          {missed ? <span className="warn">{missed.toLocaleString()} skipped by the hub (too fast for this connection)</span> : null}
+          {missed ? (
+            <span className="warn" title="They arrived faster than this page read them; they are stored.">
+              {missed.toLocaleString()} skipped by the hub — stored: reload or pick a time range to see them
+            </span>
+          ) : null}
           {!live && cursor ? (
             <button type="button" className="link" onClick={loadMore} disabled={loadingMore}>
               {loadingMore ? "loading…" : "load older"}
