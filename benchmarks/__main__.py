@@ -11,6 +11,8 @@ MODULES: list[str] = [
     "benchmarks.http1_parser",
     "benchmarks.protocols",
     "benchmarks.dashboard_live",
+    "benchmarks.hub_ingest",
+    "benchmarks.hub_query",
 ]
 
 
