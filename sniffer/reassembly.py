@@ -290,7 +290,12 @@ class Reassembler:
                 self._maybe_release(peer)
         elif flags & ACK:
             peer = half.peer
-            if peer.ooo and peer.next is not None and 0 < ((ack - peer.next) & M32) < HALF32:
+            if (
+                peer.ooo
+                and peer.next is not None
+                and 0 < ((ack - peer.next) & M32) < HALF32
+                and not (peer.fin is not None and ack == (peer.fin + 1) & M32)
+            ):
                 # the receiver acknowledges bytes the capture never held; on the second
                 # such ACK (one may just overtake a reordered segment) they are lost
                 peer.evidence += 1
@@ -404,6 +409,12 @@ class Reassembler:
             self._hold(half, data, ts, half.need)
 
     def _hold(self, half: Half, data: bytes, ts: float, ack: int) -> None:
+        peer = half.peer
+        if peer.fin is not None and ack == (peer.fin + 1) & M32:
+            ack = peer.fin  # the ACK covers the peer's FIN, which is no byte of data
+            if half.held is None and peer.next == ack:
+                self.sink.data(half.conn, half.dir, data, ts)
+                return
         if half.held is None:
             half.held = []
             half.held_bytes = 0

@@ -216,3 +216,32 @@ def test_flow_count_bound_evicts_least_recent() -> None:
     assert ra.counters["flows"] == 40
     ports = [c.client.port for c in rec.ended]
     assert ports[:2] == [41000, 41001]  # oldest first
+
+
+def test_ack_of_a_fin_is_not_a_missing_byte() -> None:
+    """The client sends its request and FIN; the answer acknowledges the FIN (seq + 1)."""
+    c = ("10.0.0.1", 40000)
+    s = ("10.0.0.2", 80)
+    req = b"PING 1\n"
+
+    def pkt(frm: tuple, to: tuple, seq: int, ack: int, flags: str, data: bytes, t: float) -> Any:
+        p = IP(src=frm[0], dst=to[0]) / TCP(
+            sport=frm[1], dport=to[1], seq=seq, ack=ack, flags=flags
+        )
+        if data:
+            p = p / Raw(data)
+        p.time = t
+        return p
+
+    pkts = [
+        pkt(c, s, 99, 0, "S", b"", 0),
+        pkt(s, c, 499, 100, "SA", b"", 1),
+        pkt(c, s, 100, 500, "PA", req, 2),
+        pkt(c, s, 107, 500, "FA", b"", 3),
+        pkt(s, c, 500, 108, "PA", b"PONG 1\n", 4),
+        pkt(s, c, 507, 108, "FA", b"", 5),
+    ]
+    rec, ra = run(pkts, end=False)
+    assert rec.gaps == [] and ra.counters["gaps"] == 0
+    assert bytes(rec.got[1]) == b"PONG 1\n"
+    assert ra.counters["closed_fin"] == 1
