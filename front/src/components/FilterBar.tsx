@@ -71,6 +71,20 @@ export function FilterBar({ q, from, to, names, fields, history, onApply, onRang
     };
   }, [draft]);
 
+  // The history list closes on a click anywhere else.
+  const boxRef = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    if (!showHistory) return;
+    const onDown = (ev: MouseEvent) => {
+      const t = ev.target as Node;
+      if (!boxRef.current?.contains(t) && !(t instanceof Element && t.closest("[data-testid=history-button]"))) {
+        setShowHistory(false);
+      }
+    };
+    document.addEventListener("mousedown", onDown);
+    return () => document.removeEventListener("mousedown", onDown);
+  }, [showHistory]);
+
   const word: Word | null = focused ? wordAt(draft, cursor) : null;
   const suggestions = word ? candidates(names, word.prefix) : [];
   const docs = new Map<string, string>();
@@ -118,7 +132,7 @@ export function FilterBar({ q, from, to, names, fields, history, onApply, onRang
   return (
     <div className="filterbar">
       <div className="filter-row">
-        <div className={`filter-box ${err ? "invalid" : validation.state === "ok" ? "valid" : ""}`}>
+        <div ref={boxRef} className={`filter-box ${err ? "invalid" : validation.state === "ok" ? "valid" : ""}`}>
           <input
             ref={input}
             data-testid="filter-input"
