@@ -36,6 +36,7 @@ def open_storage(settings: Settings) -> Storage:
         retention_max_age=settings.retention_max_age,
         retention_max_bytes=settings.retention_max_bytes,
         retention_interval=settings.retention_interval,
+        memory_limit=settings.db_memory_limit,
     )
 
 

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
 
     db: str = "kubeweir.duckdb"
     """DuckDB file, or ``:memory:``."""
+    db_memory_limit: str | None = "1GiB"
+    """DuckDB's memory limit (it spills to disk beyond it); None for DuckDB's default."""
     ingest_token: SecretStr | None = None
     """Shared sniffer credential (standalone / until TokenReview)."""
     viewer_tokens: dict[str, ViewerTokenConfig] = Field(default_factory=dict)

@@ -110,11 +110,13 @@ class DuckDBStorage(Storage):
         retention_interval: float = 30.0,
         retention_chunk: int = 100_000,
         page_window: float = 60.0,
+        memory_limit: str | None = None,
         migrations: Sequence[Migration] = MIGRATIONS,
     ) -> None:
         self.path = path
         self.table = entries_table
-        self._con = duckdb.connect(path)
+        config: dict[str, Any] = {"memory_limit": memory_limit} if memory_limit else {}
+        self._con = duckdb.connect(path, config=config)
         self._write_lock = threading.Lock()
         self._dialect = _DuckDBDialect(paramstyle="qmark")
         self.dedupe_window = timedelta(seconds=dedupe_window)
