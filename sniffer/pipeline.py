@@ -206,7 +206,10 @@ class Pipeline:
             "udp_unrecognised": 0,
             "tcp_unrecognised": 0,
             "bound_udp_flows": 0,
+            "bound_detect_bytes": 0,
         }
+        self._pending_total = 0
+        self._max_pending_total = max(DETECT_MAX_PENDING, s.max_total_bytes // 4)
         self._now = 0.0
         self._sweep_every = max(0.05, min(1.0, s.response_timeout / 4, s.idle_timeout / 4))
         self._next_sweep = 0.0
@@ -414,12 +417,18 @@ class Pipeline:
         assert conn.pending is not None
         conn.pending.append((d, data, ts, gap))
         conn.pending_bytes += len(data)
+        self._pending_total += len(data)
         op = conn.opening
         if gap and not op[d]:
             op[d] = b"\0"  # a direction that starts with a hole can't be recognised
         elif len(op[d]) < DETECT_BYTES and data:
             op[d] = (op[d] + data)[:DETECT_BYTES]
-        self._decide(conn, final=False)
+        if self._pending_total > self._max_pending_total:
+            # bytes waiting for a verdict count against the total bound too
+            self._c["bound_detect_bytes"] += 1
+            self._decide(conn, final=True)
+        else:
+            self._decide(conn, final=False)
 
     def _decide(self, conn: Connection, final: bool) -> None:
         op = conn.opening
@@ -493,6 +502,7 @@ class Pipeline:
     def _replay(self, conn: Connection) -> None:
         pending = conn.pending or []
         conn.pending = None
+        self._pending_total -= conn.pending_bytes
         conn.pending_bytes = 0
         for d, data, ts, gap in pending:
             if gap:

@@ -356,3 +356,22 @@ def test_shared_http_keepalive_37(pcaps: Path) -> None:
     assert len(out) == 37 and all(e.proto == "http" for e in out)
     assert all(e.response.get("status") == 200 for e in out)
     assert [e.index for e in out] == list(range(37))
+
+
+def test_bytes_waiting_for_detection_are_bounded() -> None:
+    pkts = []
+    for i in range(3):  # servers that speak first, in something no detector knows
+        pkts += g.tcp_session(
+            [("s", b"\x01banner " * 3750)], client=("10.0.0.1", 41000 + i), close=None, t0=g.T0 + i
+        )
+    s = PipelineSettings(max_total_bytes=256 * 1024)
+    pipe = Pipeline(s, stream_protocols=[LINE], datagram_protocols=[])
+    for p in pkts:
+        pipe.feed(float(p.time), 101, bytes(p))
+    assert pipe.counters["bound_detect_bytes"] >= 1
+    assert pipe._pending_total <= 64 * 1024
+    pipe.close()
+    out = pipe.take()
+    assert [e.proto for e in out] == ["tcp"] * 3
+    assert [e.response["bytes"] for e in out] == [30000] * 3
+    assert pipe._pending_total == 0
