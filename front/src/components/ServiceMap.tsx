@@ -21,6 +21,7 @@ export function ServiceMap({ q, from, to, onEdge }: Props) {
   const [data, setData] = useState<ServiceMapAnswer | null>(null);
   const [error, setError] = useState<unknown>(null);
   const [tick, setTick] = useState(0);
+  const [fit, setFit] = useState(true);
   const live = isLive({ from, to });
 
   useEffect(() => {
@@ -61,7 +62,10 @@ export function ServiceMap({ q, from, to, onEdge }: Props) {
   };
   return (
     <div className="map" data-testid="servicemap">
-      <div className="map-canvas">
+      <div className={`map-canvas${fit ? " fit" : ""}`}>
+        <button type="button" className="map-zoom" data-testid="map-zoom" onClick={() => setFit((f) => !f)}>
+          {fit ? "Actual size" : "Fit to pane"}
+        </button>
         <svg
           width={placed.width}
           height={placed.height}
