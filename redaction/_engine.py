@@ -27,9 +27,10 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
-from urllib.parse import quote, unquote, unquote_plus, unquote_to_bytes
+from urllib.parse import quote, unquote, unquote_plus
 
 import msgspec
+import re2
 
 from kubeweir.entry import REDACTED, Entry
 from redaction._config import RedactionConfig
@@ -41,17 +42,18 @@ __all__ = ["Engine"]
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
 
-# Pre-check map: digits → '0', capitals → 'A'; spaces and dashes are deleted.
+# Anchor map (same length as the text): digits, spaces, dashes and + → '0' (card numbers
+# come in groups), capitals → 'A', the rest as is.
 _SHAPE = bytearray(range(256))
-for _c in b"0123456789":
+for _c in b"0123456789 -+":
     _SHAPE[_c] = ord("0")
 for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
     _SHAPE[_c] = ord("A")
 _SHAPE_TABLE = bytes(_SHAPE)
-_SHAPE_DELETE = b" -+"  # '+' is a space in urlencoded text
+_LEFT_MAX = 64
 
 _AUTH_HEADERS = frozenset({"authorization", "proxyauthorization"})
-_URL_HEADERS = frozenset({":path", "location", "referer", "content-location"})
+_URL_HEADERS = frozenset({":path", "location", "referer", "contentlocation"})  # normalized
 _AUTH_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) +\S")
 # RFC 8259 member with a sensitive key in text that isn't valid JSON (truncated, NDJSON).
 _JSONISH_MEMBER = re.compile(
@@ -62,6 +64,12 @@ _SQL_PASSWORD = re.compile(
     r"(?i)\b(?:PASSWORD|IDENTIFIED\s+BY)\s*(?:=\s*)?'((?:[^']|'')*)'?", re.ASCII
 )
 _SQL_PROTOS = frozenset({"postgres", "mysql"})
+_FULL_PROTOS = frozenset({"redis", "postgres", "mysql"})
+_IN_STRING = frozenset({"jwt", "bearer", "email", "aws-access-key", "iban", "us-ssn"})
+"""Builtin patterns whose matches can't be a bare JSON value or contain a quote or a
+backslash: replaced in JSON text without parsing it (a card may be a bare number, a
+truncated private key may run past its string's end)."""
+"""Protocols whose credentials are found by position, not by name or pattern."""
 _BOUNDARY = re.compile(r'boundary="?([^";,]+)"?', re.IGNORECASE)
 _PART_NAME = re.compile(r'\bname="([^"]*)"', re.IGNORECASE)
 _MIN_ECHO = 6
@@ -83,6 +91,12 @@ class _RuleSet:
         "json_paths",
         "patterns",
         "pre",
+        "keys",
+        "name_re",
+        "hint_set",
+        "hinted",
+        "unhinted",
+        "gate",
     )
 
     def __init__(self, rules: Iterable[Rule]) -> None:
@@ -109,37 +123,162 @@ class _RuleSet:
         self.json_paths = {k: tuple(v) for k, v in json_paths.items()}
         self.patterns = tuple(patterns.values())
         self.pre = tuple(
-            (p, tuple(lit.encode() for lit in p.literals), p.shape.encode()) for p in self.patterns
+            (p, tuple(a.encode() for a in p.anchors), tuple(x.encode() for x in p.shapes))
+            for p in self.patterns
         )
+        # names whose absence from a text proves no key there is sensitive; a name that
+        # holds another (accesstoken holds token) is left out, the shorter one suffices
+        words = sorted({*self.json_names, *self.json_paths}, key=len)
+        minimal: list[str] = []
+        for w in words:
+            if not any(m in w for m in minimal):
+                minimal.append(w)
+        self.name_re: Any = None
+        if minimal:
+            self.name_re = re2.Set.SearchSet(re2.Options())
+            for w in minimal:
+                self.name_re.Add(re.escape(w))
+            self.name_re.Compile()
+        # every pattern's hint in one RE2 set: one linear pass tells which may hit
+        self.hinted = tuple(p for p in self.patterns if p.hint)
+        self.unhinted = tuple(p for p in self.patterns if not p.hint)
+        self.hint_set: Any = None
+        if self.hinted:
+            self.hint_set = re2.Set.SearchSet(re2.Options())
+            for p in self.hinted:
+                self.hint_set.Add(p.hint)
+            self.hint_set.Compile()
+        self.gate = _gate(self)
+        self.keys: dict[str, int] = {}
+        """Raw JSON key → 0 (not sensitive), 1 (a sensitive name), 2 (the last segment of
+        a dotted path): a cache, so that a key seen before costs one dict lookup."""
 
     def candidates(self, blob: bytes) -> tuple[PatternRule, ...]:
         """The patterns that may match somewhere in ``blob`` (a superset, never fewer)."""
         shaped: bytes | None = None
         out: list[PatternRule] = []
-        for pattern, literals, shape in self.pre:
-            if literals:
-                if any(lit in blob for lit in literals):
+        for pattern, anchors, shapes in self.pre:
+            if anchors:
+                if any(a in blob for a in anchors):
                     out.append(pattern)
-            elif shape:
+            elif shapes:
                 if shaped is None:
-                    shaped = blob.translate(_SHAPE_TABLE, _SHAPE_DELETE)
-                if shape in shaped:
+                    shaped = blob.translate(_SHAPE_TABLE)
+                if any(x in shaped for x in shapes):
                     out.append(pattern)
             else:
                 out.append(pattern)
         return tuple(out)
 
+    def maybe(self, text: str) -> tuple[PatternRule, ...]:
+        """The patterns whose hint matches somewhere in ``text`` (and those without one)."""
+        if self.hint_set is None:
+            return self.unhinted
+        idx = self.hint_set.Match(text.encode("utf-8", "surrogateescape"))
+        if not idx:
+            return self.unhinted
+        hinted = self.hinted
+        return tuple(hinted[i] for i in sorted(idx)) + self.unhinted
+
+    def may_name(self, text: str) -> bool:
+        """Whether a JSON key in ``text`` could be sensitive (case, ``-`` and ``_`` ignored):
+        a superset check over the whole text, one C-speed pass."""
+        if self.name_re is None:
+            return False
+        folded = text.encode("utf-8", "surrogateescape").lower().translate(None, b"-_")
+        return bool(self.name_re.Match(folded))
+
+    def key_class(self, key: str) -> int:
+        nk = normalize(key)
+        c = 1 if nk in self.json_names else 2 if nk in self.json_paths else 0
+        if len(self.keys) < 65536:  # bounded; past it, keys are classified each time
+            self.keys[key] = c
+        return c
+
+
+def _spans(
+    patterns: tuple[PatternRule, ...], text: str, hit: list[PatternRule] | None = None
+) -> list[tuple[int, int]]:
+    """Validated ``(start, end)`` spans of secrets in ``text``, sorted, not overlapping.
+
+    Each pattern's regex is tried only at its anchors (found with ``str.find`` /
+    ``bytes.find``, which run at C speed) instead of being searched through the text.
+    """
+    found: list[tuple[int, int]] = []
+    shaped: bytes | None = None
+    for p in patterns:
+        matches: list[re.Match[str]] = []
+        if p.anchors:
+            for anchor in p.anchors:
+                i = text.find(anchor)
+                while i != -1:
+                    start = i - p.back
+                    if p.left:
+                        floor = max(0, i - _LEFT_MAX)
+                        while start > floor and text[start - 1] in p.left:
+                            start -= 1
+                    if start >= 0:
+                        m = p.regex.match(text, start)
+                        if m is not None:
+                            matches.append(m)
+                    i = text.find(anchor, i + 1)
+        elif p.shapes:
+            if shaped is None:
+                # one byte per character ('?' for non-ASCII), so indices line up with text
+                shaped = text.encode("ascii", "replace").translate(_SHAPE_TABLE)
+            starts = p.starts
+            for x in p.shapes:
+                shape = x.encode()
+                i = shaped.find(shape)
+                while i != -1:
+                    if starts and not text.startswith(starts, i):
+                        i = shaped.find(shape, i + 1)
+                        continue
+                    m = p.regex.match(text, i)
+                    if m is not None:
+                        matches.append(m)
+                        i = shaped.find(shape, max(m.end(), i + 1))
+                    else:
+                        i = shaped.find(shape, i + 1)
+        else:
+            matches.extend(p.regex.finditer(text))
+        if not matches:
+            continue
+        validate = VALIDATORS[p.validator]
+        for m in matches:
+            value = m.group(p.group)
+            if not value:
+                continue
+            span = validate(value)
+            if span is not None:
+                base = m.start(p.group)
+                found.append((base + span[0], base + span[1]))
+                if hit is not None and (not hit or hit[-1] is not p):
+                    hit.append(p)
+    if len(found) > 1:
+        found.sort()
+        merged = [found[0]]
+        for start, end in found[1:]:
+            if start < merged[-1][1]:  # overlapping hits: one replacement covers both
+                if end > merged[-1][1]:
+                    merged[-1] = (merged[-1][0], end)
+            else:
+                merged.append((start, end))
+        return merged
+    return found
+
 
 class _Job:
     """The state of one ``apply`` call (never shared between calls or threads)."""
 
-    __slots__ = ("rs", "active", "hits", "secrets")
+    __slots__ = ("rs", "active", "hits", "secrets", "leaf_anchors")
 
     def __init__(self, rs: _RuleSet, active: tuple[PatternRule, ...]) -> None:
         self.rs = rs
         self.active = active
         self.hits: dict[str, None] = {}
         self.secrets: set[str] = set()
+        self.leaf_anchors: tuple[str, ...] | None = None
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -162,77 +301,169 @@ class _Job:
 
     # -- value patterns ------------------------------------------------------------------
 
-    def scan(self, text: str, path: str, patterns: tuple[PatternRule, ...] | None = None) -> str:
-        """Replace every validated pattern hit in ``text``; record ``path`` on a hit."""
-        if patterns is None:
-            patterns = self.active
-        if len(text) > 256:
-            patterns = self.rs_candidates(text, patterns)
-        for p in patterns:
-            if p.literals and not any(lit in text for lit in p.literals):
-                continue
-            validate = VALIDATORS[p.validator]
-            group = p.group
-            pieces: list[str] | None = None
-            last = 0
-            for m in p.regex.finditer(text):
-                value = m.group(group)
-                if not value:
-                    continue
-                span = validate(value)
-                if span is None:
-                    continue
-                base = m.start(group)
-                if pieces is None:
-                    pieces = []
-                pieces.append(text[last : base + span[0]])
-                pieces.append(REDACTED)
-                last = base + span[1]
-                self.secrets.add(value[span[0] : span[1]])
-            if pieces is not None:
-                pieces.append(text[last:])
-                text = "".join(pieces)
-                self.hits[path] = None
-        return text
+    def scan(self, text: str, where: str | _Link) -> str:
+        """Replace every validated pattern hit in ``text``; record ``where`` on a hit
+        (a path, or a link whose path is worked out only then)."""
+        if not self.active:
+            return text
+        if len(text) < 256:  # short: the anchors alone are cheap
+            found = _spans(self.active, text)
+        else:
+            maybe = self.rs.maybe(text)
+            if not maybe:
+                return text
+            active = self.active
+            found = _spans(tuple(p for p in maybe if p in active), text)
+        if not found:
+            return text
+        pieces: list[str] = []
+        last = 0
+        for start, end in found:
+            pieces.append(text[last:start])
+            pieces.append(REDACTED)
+            self.secrets.add(text[start:end])
+            last = end
+        pieces.append(text[last:])
+        self.hits[where if isinstance(where, str) else _display(where)] = None
+        return "".join(pieces)
 
-    def rs_candidates(
-        self, text: str, patterns: tuple[PatternRule, ...]
-    ) -> tuple[PatternRule, ...]:
-        blob = text.encode("utf-8", "surrogateescape")
-        shaped: bytes | None = None
-        out = []
-        for p in patterns:
-            if p.shape and not p.literals:
-                if shaped is None:
-                    shaped = blob.translate(_SHAPE_TABLE, _SHAPE_DELETE)
-                if p.shape.encode() not in shaped:
-                    continue
-            out.append(p)
-        return tuple(out)
+    def finds(self, text: str) -> tuple[PatternRule, ...]:
+        """The active patterns that have a validated hit in ``text`` (empty: none)."""
+        if not self.active:
+            return ()
+        maybe = self.rs.maybe(text)
+        if not maybe:
+            return ()
+        active = self.active
+        hit: list[PatternRule] = []
+        _spans(tuple(p for p in maybe if p in active), text, hit)
+        return tuple(hit)
 
     # -- messages ------------------------------------------------------------------------
 
-    def message(self, msg: dict[str, Any], prefix: str, proto: str) -> dict[str, Any]:
-        """The redacted copy of one request/response map (the same object if unchanged)."""
-        out: dict[str, Any] | None = None
+    def side(
+        self,
+        msg: dict[str, Any],
+        prefix: str,
+        proto: str,
+        full: bool,
+        extra: str | None,
+        blobs: list[bytes],
+    ) -> tuple[dict[str, Any], bool]:
+        """One of request/response after ``headers_first``: the gate over its JSON encoding
+        without the body (and ``extra``, the summary) decides whether its fields need the
+        full treatment; the body has checks of its own. Returns the message and whether
+        the head needed work. The encoding goes to ``blobs`` for the echo check."""
+        if not msg:
+            return msg, False
+        if full:
+            blobs.append(b"")
+            return self.message(msg, prefix, proto), True
+        body = msg.get("body")
+        head = {k: v for k, v in msg.items() if k != "body"} if body else msg
+        blob = _json_encode((head, extra))
+        hit = bool(self.rs.gate.Match(blob))
+        blobs.append(b"" if hit else blob)
+        if hit or body:
+            msg = self.message(msg, prefix, proto, head=hit)
+        return msg, hit
+
+    def headers_first(self, msg: dict[str, Any], prefix: str) -> dict[str, Any]:
+        """``msg`` with its headers redacted by name only (the same object if unchanged)."""
+        headers = msg.get("headers") if msg else None
+        if not headers:
+            return msg
+        saved, self.active = self.active, ()
+        try:
+            new = self.headers(headers, f"{prefix}.headers")
+        finally:
+            self.active = saved
+        if new is headers:
+            return msg
+        out = dict(msg)
+        out["headers"] = new
+        return out
+
+    def message(
+        self, msg: dict[str, Any], prefix: str, proto: str, head: bool = True
+    ) -> dict[str, Any]:
+        """The redacted copy of one request/response map (the same object if unchanged);
+        with ``head`` false, the body only (a gate found nothing elsewhere)."""
+        if not head:
+            body = msg.get("body")
+            if isinstance(body, str) and body:
+                new_body = self.body(msg, body, f"{prefix}.body")
+                if new_body is not body:
+                    copy = dict(msg)
+                    copy["body"] = new_body
+                    return copy
+            return msg
+        rs = self.rs
+        sql = proto in _SQL_PROTOS
+        # The value patterns look at all the short strings of the message at once (header
+        # values, path, query, plain fields); only the patterns that hit there are tried
+        # on each string, and none at all when nothing hit (the usual case).
+        texts: list[str] = []
+        nested = False
         for key, value in msg.items():
-            if key == "body" or key.endswith("_encoding") or key == "content_type":
-                continue
-            path = f"{prefix}.{key}"
-            if key == "headers":
-                new = self.headers(value, path)
-            elif key == "path" and isinstance(value, str):
-                new = self.url_path(value, path)
-            elif key == "query" and proto not in _SQL_PROTOS:
-                new = self.query(value, path, self.rs.query)
-            elif key == "args" and proto == "redis" and isinstance(value, list):
-                new = self.redis_args(msg, value, path)
-            else:
-                new = self.field(key, value, (None, f"{prefix}.{key}", ""), msg)
-            if new is not value:
-                if out is None:
-                    out = dict(msg)
-                out[key] = new
+            t = type(value)
+            if t is str:
+                if key == "body" or key.endswith("_encoding") or f"{key}_encoding" in msg:
+                    continue
+                if key == "query" and not sql:
+                    texts.append(unquote_plus(value) if "%" in value or "+" in value else value)
+                elif key == "path" and "%" in value:
+                    texts.append(value)
+                    texts.append(unquote(value))
+                else:
+                    texts.append(value)
+            elif key == "headers" and t is dict:
+                for name, hv in value.items():
+                    if type(hv) is str and normalize(str(name)) not in rs.headers:
+                        texts.append(hv)
+            elif key == "args" and t is list:
+                texts.extend(a for a in value if type(a) is str)
+            elif t is dict or t is list:
+                nested = True  # walked with every pattern (field)
+        full = self.active
+        hit = self.finds("\n".join(texts)) if full and texts else ()
+        out: dict[str, Any] | None = None
+        self.active = hit
+        try:
+            for key, value in msg.items():
+                if key == "body" or key.endswith("_encoding") or key == "content_type":
+                    continue
+                path = f"{prefix}.{key}"
+                if key == "headers":
+                    new = self.headers(value, path)
+                elif key == "path" and type(value) is str:
+                    new = self.url_path(value, path)
+                elif key == "query" and not sql:
+                    new = self.query(value, path, rs.query)
+                elif key == "args" and proto == "redis" and type(value) is list:
+                    new = self.redis_args(msg, value, path)
+                elif (nested and type(value) in (dict, list)) or f"{key}_encoding" in msg:
+                    self.active = full  # nested fields and base64 ones: every pattern
+                    try:
+                        new = self.field(key, value, (None, path, ""), msg)
+                    finally:
+                        self.active = hit
+                elif type(value) is not str and type(value) not in (dict, list):
+                    if normalize(key) not in rs.fields:
+                        continue  # numbers, flags: only a field rule could name them
+                    new = self.field(key, value, (None, path, ""), msg)
+                elif type(value) is str and not hit and key != "query":
+                    if normalize(key) not in rs.fields or value in ("", REDACTED):
+                        continue
+                    new = self.field(key, value, (None, path, ""), msg)
+                else:
+                    new = self.field(key, value, (None, path, ""), msg)
+                if new is not value:
+                    if out is None:
+                        out = dict(msg)
+                    out[key] = new
+        finally:
+            self.active = full
         body = msg.get("body")
         if isinstance(body, str) and body:
             new_body = self.body(msg, body, f"{prefix}.body")
@@ -258,7 +489,7 @@ class _Job:
             if nk == "query" and ("assword" in value or "ASSWORD" in value or "DENTIFIED" in value):
                 value = self.sql_password(value, _display(link))
             if self.active:
-                return self.scan(value, _display(link))
+                return self.scan(value, link)
             return value
         if t is dict:
             out = None
@@ -296,18 +527,40 @@ class _Job:
     def headers(self, headers: Any, prefix: str) -> Any:
         if isinstance(headers, dict):
             out: dict[str, Any] | None = None
+            names = self.rs.headers
             for name, value in headers.items():
+                nk = normalize(name) if type(name) is str else ""
+                if nk not in names and nk not in _URL_HEADERS:
+                    continue  # most headers: one cached lookup and two set lookups
                 new = self.header(name, value, f"{prefix}.{name}")
                 if new is not value:
                     if out is None:
                         out = dict(headers)
                     out[name] = new
+            # by value: one look at all values together, one by one only on a hit
+            current = headers if out is None else out
+            values = [v for v in current.values() if isinstance(v, str)]
+            hit = self.finds("\n".join(values)) if self.active and values else ()
+            if hit:
+                saved, self.active = self.active, hit
+                try:
+                    for name, value in current.items():
+                        if isinstance(value, str):
+                            new = self.scan(value, f"{prefix}.{name}")
+                            if new is not value:
+                                if out is None:
+                                    out = dict(headers)
+                                out[name] = new
+                finally:
+                    self.active = saved
             return headers if out is None else out
         if isinstance(headers, list):  # [[name, value], ...]
             lout: list[Any] | None = None
             for i, pair in enumerate(headers):
                 if isinstance(pair, list | tuple) and len(pair) == 2:
                     new = self.header(pair[0], pair[1], f"{prefix}.{pair[0]}")
+                    if self.active and isinstance(new, str):
+                        new = self.scan(new, f"{prefix}.{pair[0]}")
                     if new is not pair[1]:
                         if lout is None:
                             lout = list(headers)
@@ -337,13 +590,11 @@ class _Job:
                     new = REDACTED
                     self.hit(path, value)
             return new
-        if name.lower() in _URL_HEADERS and "?" in value:
+        if nk in _URL_HEADERS and "?" in value:
             base, _, qs = value.partition("?")
             new_qs = self.query_string(qs, path, self.rs.query, per_name=False)
             if new_qs is not qs:
                 new = f"{base}?{new_qs}"
-        if self.active:
-            new = self.scan(new, path)
         return new
 
     def cookie(self, value: str, path: str) -> str:
@@ -416,25 +667,31 @@ class _Job:
         """``a=1&b=2`` (query or urlencoded form): by name, then values by pattern."""
         parts = qs.split("&")
         changed = False
-        for i, part in enumerate(parts):
-            name, eq, value = part.partition("=")
-            if not eq or not value:
-                continue
-            dname = unquote_plus(name) if ("%" in name or "+" in name) else name
-            where = f"{path}.{dname}" if per_name else path
-            if normalize(dname) in names:
-                if value != REDACTED:
-                    self.hit(where, value)
-                    self.secret(unquote_plus(value))
-                    parts[i] = f"{name}={REDACTED}"
-                    changed = True
-                continue
-            if self.active:
-                raw = unquote_plus(value) if ("%" in value or "+" in value) else value
-                red = self.scan(raw, where)
-                if red != raw:
-                    parts[i] = f"{name}={quote(red, safe='[]@!$()*,;:/~')}"
-                    changed = True
+        decoded = unquote_plus(qs) if "%" in qs or "+" in qs else qs
+        hit = self.finds(decoded) if self.active else ()
+        saved, self.active = self.active, hit
+        try:
+            for i, part in enumerate(parts):
+                name, eq, value = part.partition("=")
+                if not eq or not value:
+                    continue
+                dname = unquote_plus(name) if ("%" in name or "+" in name) else name
+                where = f"{path}.{dname}" if per_name else path
+                if normalize(dname) in names:
+                    if value != REDACTED:
+                        self.hit(where, value)
+                        self.secret(unquote_plus(value))
+                        parts[i] = f"{name}={REDACTED}"
+                        changed = True
+                    continue
+                if hit:
+                    raw = unquote_plus(value) if ("%" in value or "+" in value) else value
+                    red = self.scan(raw, where)
+                    if red != raw:
+                        parts[i] = f"{name}={quote(red, safe='[]@!$()*,;:/~')}"
+                        changed = True
+        finally:
+            self.active = saved
         return "&".join(parts) if changed else qs
 
     # -- bodies --------------------------------------------------------------------------
@@ -462,20 +719,9 @@ class _Job:
         try:
             raw = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError):
-            saved = self.active
-            self.active = self.rs.candidates(value.encode("utf-8", "surrogateescape"))
-            try:
-                return process(value)
-            finally:
-                self.active = saved
+            return process(value)
         text = raw.decode("utf-8", "surrogateescape")
-        # the entry-wide pre-check saw only base64: look at the decoded bytes here
-        saved = self.active
-        self.active = self.rs.candidates(raw)
-        try:
-            new = process(text)
-        finally:
-            self.active = saved
+        new = process(text)
         if new is text:
             return value
         return base64.b64encode(new.encode("utf-8", "surrogateescape")).decode("ascii")
@@ -489,11 +735,33 @@ class _Job:
         if "json" in ctype or (
             not ctype and text.startswith(("{", "[")) and text.endswith(("}", "]"))
         ):
+            # by value only where the text has a hit (or escapes that could hide one)
+            escapes = "\\" in text  # \u escapes could hide a key or a value from the checks
+            hit = self.active if escapes else self.finds(text)
+            names = escapes or self.rs.may_name(text)
+            if not names:
+                if not hit:
+                    return text  # no sensitive key, no pattern hit: nothing to do
+                if all(p.name in _IN_STRING for p in hit):
+                    # these hits can only sit inside JSON strings and hold no character
+                    # JSON escapes: replaced in the text, no parse ("request.body")
+                    saved, self.active = self.active, hit
+                    try:
+                        return self.scan(text, path)
+                    finally:
+                        self.active = saved
             try:
                 obj = _json_decode(text)
             except (msgspec.DecodeError, UnicodeEncodeError):
                 return self.fallback(text, path)
-            new = self.json(obj, (None, path, ""))
+            saved, self.active = self.active, hit
+            self.leaf_anchors = (
+                tuple(a for p in hit for a in p.anchors) if all(p.anchors for p in hit) else None
+            )
+            try:
+                new = self.json(obj, (None, path, ""), bool(hit))
+            finally:
+                self.active = saved
             if new is obj:
                 return text
             return _json_encode(new).decode("utf-8", "surrogateescape")
@@ -508,23 +776,28 @@ class _Job:
             return self.fallback(text, path)
         return self.scan(text, path) if self.active else text
 
-    def json(self, node: Any, link: _Link) -> Any:
+    def json(self, node: Any, link: _Link, leaves: bool) -> Any:
+        """A parsed JSON value: keys by name at any depth; with ``leaves``, string (and
+        big integer) values by pattern too."""
         t = type(node)
         rs = self.rs
         if t is dict:
             out: dict[str, Any] | None = None
+            keys = rs.keys
             for k, v in node.items():
-                nk = normalize(k)
-                if nk in rs.json_names or (nk in rs.json_paths and _path_match(link, nk, rs)):
+                c = keys.get(k)
+                if c is None:
+                    c = rs.key_class(k) if type(k) is str else 0
+                if c and (c == 1 or _path_match(link, normalize(k), rs)):
                     if v != REDACTED and v is not None:
-                        self.hit(_display((link, k, nk)), v)
+                        self.hit(_display((link, k, normalize(k))), v)
                         if out is None:
                             out = dict(node)
                         out[k] = REDACTED
                     continue
                 tv = type(v)
-                if tv is dict or tv is list or (self.active and (tv is str or tv is int)):
-                    nv = self.json(v, (link, k, nk))
+                if tv is dict or tv is list or (leaves and (tv is str or tv is int)):
+                    nv = self.json(v, (link, k, normalize(k)), leaves)
                     if nv is not v:
                         if out is None:
                             out = dict(node)
@@ -534,19 +807,21 @@ class _Job:
             lout: list[Any] | None = None
             for i, v in enumerate(node):
                 tv = type(v)
-                if tv is dict or tv is list or (self.active and (tv is str or tv is int)):
-                    nv = self.json(v, (link, i, ""))
+                if tv is dict or tv is list or (leaves and (tv is str or tv is int)):
+                    nv = self.json(v, (link, i, ""), leaves)
                     if nv is not v:
                         if lout is None:
                             lout = list(node)
                         lout[i] = nv
             return node if lout is None else lout
-        if t is str and self.active:
-            new = self.scan(node, _display(link))
-            return node if new == node else new
-        if t is int and self.active and abs(node) >= 10**12:  # a card number sent as a number
+        if t is str and leaves:
+            anchors = self.leaf_anchors
+            if anchors is not None and not any(a in node for a in anchors):
+                return node  # none of the patterns found in this body can be here
+            return self.scan(node, link)
+        if t is int and leaves and abs(node) >= 10**12:  # a card number sent as a number
             s = str(node)
-            if self.scan(s, _display(link)) != s:
+            if self.scan(s, link) is not s:
                 return REDACTED
         return node
 
@@ -644,13 +919,29 @@ class _Job:
 
     # -- echoes --------------------------------------------------------------------------
 
-    def echoes(self, msg: dict[str, Any], prefix: str) -> dict[str, Any]:
-        """Replace the values redacted elsewhere wherever they still appear."""
+    def echo_list(self) -> list[tuple[str, bytes]]:
+        """The values replaced so far that are long enough to look for elsewhere, each with
+        its JSON-escaped form (longest first)."""
         secrets = [s for s in self.secrets if len(s) >= _MIN_ECHO and s not in REDACTED]
-        if not secrets:
-            return msg
         secrets.sort(key=len, reverse=True)
-        escaped = [(s, _json_encode(s)[1:-1].decode("utf-8", "surrogateescape")) for s in secrets]
+        return [(s, _json_encode(s)[1:-1]) for s in secrets]
+
+    def echoes(
+        self, msg: dict[str, Any], prefix: str, echo: list[tuple[str, bytes]]
+    ) -> dict[str, Any]:
+        """Replace the values redacted elsewhere wherever they still appear."""
+        if not echo:
+            return msg
+        # one look at the whole message first: most have no echo and no base64 field
+        try:
+            blob = _json_encode(msg)
+        except UnicodeEncodeError:  # lone surrogates: look everywhere
+            blob = b"".join(esc for _, esc in echo)
+        if not any(esc in blob for _, esc in echo) and not any(
+            v == "base64" and k.endswith("_encoding") for k, v in msg.items()
+        ):
+            return msg
+        escaped = [(s, esc.decode("utf-8", "surrogateescape")) for s, esc in echo]
 
         def sweep(value: Any, path: str, base64_encoded: bool = False) -> Any:
             if isinstance(value, str):
@@ -753,6 +1044,42 @@ def _display(link: _Link) -> str:
     return "".join(reversed(parts))
 
 
+def _flex(name: str) -> str:
+    """RE2 for a normalized name as it may be written: any case, ``-``/``_`` anywhere."""
+    return "[-_]*".join(re.escape(c) for c in name)
+
+
+def _gate(rs: _RuleSet) -> Any:
+    """One RE2 set over an entry's JSON encoding (headers already redacted by name) that
+    matches wherever the rest of the engine could find something: a pattern's hint, a
+    sensitive query/form/JSON/field name, a URL header with a query, and whatever hides
+    content from those (percent-encoding, backslash escapes, base64, multipart). None when
+    some rule can't be gated (a custom pattern): then every entry takes the full path."""
+    if rs.unhinted:
+        return None
+    members = [p.hint for p in rs.hinted]
+    params = sorted(rs.query | rs.form)
+    if params:  # a=1&token=... in the query, a form body, a URL
+        members.append(r"(?i)[?&\"](?:" + "|".join(_flex(n) for n in params) + ")[-_]*=")
+    keys = sorted({*rs.json_names, *rs.json_paths})
+    if keys:  # \"password\": inside an encoded JSON body
+        members.append(r'(?i)\\"[-_]*(?:' + "|".join(_flex(n) for n in keys) + r')[-_]*\\"\s*:')
+    if rs.fields:  # "password": as a key of the request/response maps, at any depth
+        members.append(r'(?i)"[-_]*(?:' + "|".join(_flex(n) for n in rs.fields) + ')[-_]*":')
+    members += [
+        r'(?i)"(?:location|referer|:path|content-location)":"[^"]*\?',
+        r"%[0-9A-Fa-f]{2}",  # percent-encoded: decoded later
+        r"\\\\",  # a backslash in the original text (JSON escapes)
+        r'_encoding":"base64"',
+        r"(?i)multipart/",
+    ]
+    gate = re2.Set.SearchSet(re2.Options())
+    for m in members:
+        gate.Add(m)
+    gate.Compile()
+    return gate
+
+
 class Engine:
     """Applies one redaction config to entries; immutable and safe to share across threads."""
 
@@ -780,22 +1107,29 @@ class Engine:
         """The entry with sensitive values replaced and their paths added to ``redacted``;
         the same object when nothing was replaced. Never mutates ``entry``."""
         rs = self._rules(entry.src.namespace, entry.dst.namespace)
-        active: tuple[PatternRule, ...] = ()
-        if rs.patterns:
-            blob = _json_encode((entry.request, entry.response, entry.summary))
-            if b"%" in blob:  # percent-encoded values are scanned decoded
-                blob += b"\n" + unquote_to_bytes(blob)
-            active = rs.candidates(blob)
-        job = _Job(rs, active)
+        job = _Job(rs, rs.patterns)
         proto = entry.proto
-        request = job.message(entry.request, "request", proto) if entry.request else entry.request
-        response = (
-            job.message(entry.response, "response", proto) if entry.response else entry.response
-        )
+        request, response, summary = entry.request, entry.response, entry.summary
+        # Headers by name first (the usual find: authorization, cookie), then one RE2
+        # pass over the JSON encoding of what is left decides whether anything else
+        # could be sensitive; most entries stop there.
+        request = job.headers_first(request, "request")
+        response = job.headers_first(response, "response")
+        full = proto in _FULL_PROTOS or rs.gate is None
+        blobs: list[bytes] = []
+        request, head_hit = job.side(request, "request", proto, full, summary, blobs)
+        response, _ = job.side(response, "response", proto, full, None, blobs)
+        if summary and head_hit:  # the summary repeats the request's path and query
+            summary = job.summary(summary)
         if job.secrets:
-            request = job.echoes(request, "request")
-            response = job.echoes(response, "response")
-        summary = job.summary(entry.summary) if entry.summary else entry.summary
+            echo = job.echo_list()
+            if any(esc in b for b in blobs for _, esc in echo) or any(
+                s in m.get("body", "") for m in (request, response) if m for s, _ in echo
+            ):
+                request = job.echoes(request, "request", echo)
+                response = job.echoes(response, "response", echo)
+                if summary:
+                    summary = job.summary(summary)
         if not job.hits:
             return entry
         redacted = list(entry.redacted)

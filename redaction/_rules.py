@@ -77,12 +77,24 @@ class PatternRule:
     """Key of ``VALIDATORS``: ``none``, ``luhn``, ``iban``, ``jwt``, ``bearer``, ``email``."""
     group: int = 0
     """Which group is the secret (0: the whole match; ``Bearer <token>`` keeps ``Bearer``)."""
-    literals: tuple[str, ...] = ()
-    """Cheap pre-check: the regex runs only where one of these occurs."""
-    shape: str = ""
-    """Cheap pre-check: the regex runs only where this occurs once digits are mapped to
-    ``0``, capitals to ``A`` and spaces and dashes dropped (``0000000000000`` for cards).
-    Without literals or shape (custom patterns) the regex always runs."""
+    anchors: tuple[str, ...] = ()
+    """Where to try the regex: only at occurrences of these strings (``eyJ`` for JWTs)."""
+    shapes: tuple[str, ...] = ()
+    """Where to try the regex: at occurrences of these strings in the text with digits,
+    spaces, dashes and ``+`` mapped to ``0`` and capitals to ``A`` (13 ``0`` for cards,
+    ``AA00`` for IBANs). Without anchors or shapes (custom patterns) the regex is
+    searched everywhere."""
+    starts: tuple[str, ...] = ()
+    """With ``shapes``: the regex is tried only where the text starts with one of these."""
+    back: int = 0
+    """The match starts this many characters before the anchor (``B`` of ``earer``)."""
+    left: str = ""
+    """Characters the match may start up to 64 of before the anchor (e-mail local parts:
+    the anchor is ``@``)."""
+    hint: str = ""
+    """An RE2 regex matching wherever ``regex`` may hit (a superset, no look-arounds): all
+    hints are searched in one linear pass, and the regex runs only if its hint matched.
+    Empty (custom patterns): the regex always runs."""
     default: bool = True
     """Whether a builtin is on out of the box (``False``: opt in with ``pattern:<name>``)."""
 
@@ -100,8 +112,12 @@ def _pattern(
     validator: str = "none",
     *,
     group: int = 0,
-    literals: tuple[str, ...] = (),
-    shape: str = "",
+    anchors: tuple[str, ...] = (),
+    shapes: tuple[str, ...] = (),
+    starts: tuple[str, ...] = (),
+    back: int = 0,
+    left: str = "",
+    hint: str = "",
     flags: int = 0,
     default: bool = True,
 ) -> PatternRule:
@@ -110,27 +126,38 @@ def _pattern(
         regex=re.compile(regex, flags | re.ASCII),
         validator=validator,
         group=group,
-        literals=literals,
-        shape=shape,
+        anchors=anchors,
+        shapes=shapes,
+        starts=starts,
+        back=back,
+        left=left,
+        hint=hint,
         default=default,
     )
 
 
-_AWS_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "AIPA", "ANPA", "ANVA", "ABIA", "A3T")
+# AWS access key id prefixes (IAM user AKIA, STS ASIA, and the other unique-id kinds).
+_AWS_PREFIXES = tuple("AKIA ASIA ABIA ACCA AGPA AIDA AIPA ANPA ANVA APKA AROA ASCA".split())
+_EMAIL_LOCAL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-"
 
 BUILTIN_PATTERNS: dict[str, PatternRule] = {
     p.name: p
     for p in (
         # Payment card numbers (PAN): 13–19 digits in groups, Luhn-checked by the validator.
         _pattern(
-            "card", r"(?<![0-9])[2-6][0-9](?:[ -]?[0-9]){11,22}(?![0-9])", "luhn", shape="0" * 13
+            "card",
+            r"(?<![0-9])[2-6][0-9](?:[ -]?[0-9]){11,22}(?![0-9])",
+            "luhn",
+            shapes=("0" * 13,),
+            hint=r"[2-6][0-9](?:[ +-]?[0-9]){11}",
         ),
         # RFC 7519 JWS/JWE compact serialization; the header must decode to a JOSE header.
         _pattern(
             "jwt",
             r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)?",
             "jwt",
-            literals=("eyJ",),
+            anchors=("eyJ",),
+            hint=r"eyJ[A-Za-z0-9_-]{4}",
         ),
         # RFC 6750 §2.1: "Bearer" 1*SP b64token; the token is redacted, the word stays.
         _pattern(
@@ -138,14 +165,18 @@ BUILTIN_PATTERNS: dict[str, PatternRule] = {
             r"(?<![A-Za-z0-9])[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/-]{8,}=*)",
             "bearer",
             group=1,
-            literals=("earer", "EARER"),
+            anchors=("earer", "EARER"),
+            back=1,
+            hint=r"[Bb][Ee][Aa][Rr][Ee][Rr] +[A-Za-z0-9._~+/-]{8}",
         ),
         # AWS access key ids (IAM user, STS, role, group... prefixes).
         _pattern(
             "aws-access-key",
-            r"(?<![A-Za-z0-9])(?:A3T[A-Z0-9]|AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|ABIA)"
+            r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)"
             r"[A-Z0-9]{16}(?![A-Za-z0-9])",
-            literals=_AWS_PREFIXES,
+            shapes=("AAAA",),
+            starts=_AWS_PREFIXES,
+            hint=r"A(?:KIA|SIA|BIA|CCA|GPA|IDA|IPA|NPA|NVA|PKA|ROA|SCA)[A-Z0-9]{16}",
         ),
         # RFC 7468 PEM private keys (PKCS#1/#8, EC, OpenSSH, encrypted) and PGP key blocks;
         # a block cut short by a body bound is redacted to the end.
@@ -153,30 +184,35 @@ BUILTIN_PATTERNS: dict[str, PatternRule] = {
             "private-key",
             r"-----BEGIN[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----"
             r"(?:[\s\S]*?-----END[ A-Z0-9]*PRIVATE KEY(?: BLOCK)?-----|[\s\S]*)",
-            literals=("-----BEGIN",),
+            anchors=("-----BEGIN",),
+            hint=r"-----BEGIN[ A-Z0-9]*PRIVATE KEY",
         ),
         # E-mail addresses (RFC 5322 dot-atom local part, a domain with a letter TLD).
         _pattern(
             "email",
-            r"(?<![A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{1,64}@"
+            r"[A-Za-z0-9._%+-]{1,64}@"
             r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}"
             r"(?![A-Za-z0-9-])",
             "email",
-            literals=("@",),
+            anchors=("@",),
+            left=_EMAIL_LOCAL,
+            hint=r"[A-Za-z0-9._%+-]@[A-Za-z0-9]",
         ),
         # ISO 13616 IBAN, country length and mod-97 checked by the validator.
         _pattern(
             "iban",
             r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])",
             "iban",
-            shape="AA00",
+            shapes=("AA00",),
+            hint=r"[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11}",
         ),
         # Opt-in: US social security numbers (SSA rules: no 000/666/9xx area, 00 group,
         # 0000 serial).
         _pattern(
             "us-ssn",
             r"(?<![0-9-])(?!000|666|9[0-9][0-9])[0-9]{3}-(?!00)[0-9]{2}-(?!0000)[0-9]{4}(?![0-9-])",
-            shape="0" * 9,
+            shapes=("0" * 11,),
+            hint=r"[0-9]{3}-[0-9]{2}-[0-9]{4}",
             default=False,
         ),
     )

@@ -149,10 +149,11 @@ def assert_hidden(entry: Entry, secret: str) -> None:
 
 
 @st.composite
-def planted_entries(draw: st.DrawFn) -> tuple[Entry, str, str]:
+def planted_entries(draw: st.DrawFn) -> tuple[Entry, str, tuple[str, ...]]:
     """An HTTP entry with filler everywhere and one secret at a random place.
     Returns the entry, what must vanish, and the path ``redacted`` must list."""
     place = draw(st.sampled_from(["header", "query", "path", "json", "form", "text"]))
+    also = ""
     by_name = place in ("header", "query", "json", "form") and draw(st.booleans())
     side = draw(st.sampled_from(["request", "response"]))
     headers = draw(st.dictionaries(filler_keys.map(lambda k: f"x-{k}"), filler_values, max_size=5))
@@ -212,6 +213,10 @@ def planted_entries(draw: st.DrawFn) -> tuple[Entry, str, str]:
             node = child
         node[last] = secret.planted if by_name else f" {secret.planted} "
         want = ".".join([f"{side}.body", *keys, last])
+        if not by_name:
+            # a pattern hit in JSON is listed at its key, or as the body when the engine
+            # could replace it without parsing (values that can only sit in a string)
+            also = f"{side}.body"
     elif place == "form":
         ctype = "application/x-www-form-urlencoded"
         name = (
@@ -241,17 +246,17 @@ def planted_entries(draw: st.DrawFn) -> tuple[Entry, str, str]:
         request_body=body if side == "request" else "",
         response_body=body if side == "response" else "",
     )
-    return entry, hidden, want
+    return entry, hidden, (want, also) if also else (want,)
 
 
 @given(planted_entries())
-def test_planted_secret_is_in_no_encoding(case: tuple[Entry, str, str]) -> None:
-    entry, hidden, want = case
+def test_planted_secret_is_in_no_encoding(case: tuple[Entry, str, tuple[str, ...]]) -> None:
+    entry, hidden, wants = case
     before = encode_batch([entry])
     assert any(f in before for f in forms(hidden))  # the secret really is in there
     out = ENGINE.apply(entry)
     assert_hidden(out, hidden)
-    assert want in out.redacted, (want, out.redacted)
+    assert any(w in out.redacted for w in wants), (wants, out.redacted)
 
 
 # -- through the real capture path ------------------------------------------------------------
