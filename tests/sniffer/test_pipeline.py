@@ -375,3 +375,19 @@ def test_bytes_waiting_for_detection_are_bounded() -> None:
     assert [e.proto for e in out] == ["tcp"] * 3
     assert [e.response["bytes"] for e in out] == [30000] * 3
     assert pipe._pending_total == 0
+
+
+def test_memory_does_not_grow_with_the_capture(tmp_path: Path) -> None:
+    import tracemalloc
+
+    def peak(n: int) -> int:
+        p = g.write_http_benchmark(tmp_path / f"m{n}.pcap", n, connections=4, body_size=2000)
+        tracemalloc.start()
+        count = sum(1 for _ in read_pcap(p, PipelineSettings()))
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert count == n
+        return top
+
+    small, big = peak(200), peak(2000)
+    assert big < small * 1.5 + 512 * 1024, (small, big)
