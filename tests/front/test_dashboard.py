@@ -3,6 +3,7 @@ service map, namespace scope, shareable URLs, and no request leaving the hub."""
 
 from __future__ import annotations
 
+import base64
 import re
 import time
 from datetime import UTC, datetime
@@ -447,3 +448,25 @@ def test_entries_the_hub_skipped_for_a_slow_client_are_counted(page: Page, hub: 
     # What the stream skipped is still stored: the time range (or a reload) shows it.
     page.reload()
     expect(page.get_by_test_id("row-count")).to_have_text("100 entries")
+
+
+def test_binary_and_form_bodies_are_shown_as_hex_and_fields(page: Page, hub: Hub) -> None:
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR").decode()
+    e = call(
+        "shop/web",
+        "shop/images",
+        path="/upload",
+        method="POST",
+        request_headers={"content-type": "application/x-www-form-urlencoded"},
+        request_body="name=cat+photo&size=13&token=%5BREDACTED%5D",
+        response_headers={"content-type": "image/png"},
+    )
+    e.response.update(body=png, body_encoding="base64", body_size=16)
+    hub.ingest([e])
+    login(page, hub, path=f"/?entry={e.id}")
+    resp = page.get_by_test_id("response-body")
+    expect(resp).to_contain_text("00000000  89 50 4e 47 0d 0a 1a 0a 00 00 00 0d 49 48 44 52")
+    expect(resp).to_contain_text(".PNG........IHDR")
+    req = page.get_by_test_id("request-body")
+    expect(req.locator("tr").filter(has_text="name")).to_contain_text("cat photo")
+    expect(req.get_by_test_id("redacted")).to_have_text("[REDACTED]")
