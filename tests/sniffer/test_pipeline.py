@@ -391,3 +391,16 @@ def test_memory_does_not_grow_with_the_capture(tmp_path: Path) -> None:
 
     small, big = peak(200), peak(2000)
     assert big < small * 1.5 + 512 * 1024, (small, big)
+
+
+def test_pcapng_with_two_link_types(tmp_path: Path) -> None:
+    a = g.http_conversation(2)
+    b = g.http_conversation(2, ipv6=True, t0=g.T0 + 0.0005)
+    p = g.write_pcapng(tmp_path / "two.pcapng", [("ether", a), ("sll2", b)], tsresol=9)
+    out = list(read_pcap(p, PipelineSettings()))
+    assert sorted((e.src.ip, e.summary) for e in out) == [
+        ("10.0.0.1", "GET /items/0?v=1 → 200"),
+        ("10.0.0.1", "GET /items/1?v=1 → 200"),
+        ("fd00::1", "GET /items/0?v=1 → 200"),
+        ("fd00::1", "GET /items/1?v=1 → 200"),
+    ]
