@@ -125,7 +125,7 @@ class Agent:
     # --- lifecycle -------------------------------------------------------------------
     def start(self) -> Agent:
         s = self.settings
-        ring = RingConfig(interface=s.interface, block_size=1 << 20, block_count=max(2, s.ring_mb))
+        ring = RingConfig(interface=s.interface, block_size=1 << 18, block_count=4 * s.ring_mb)
         self.source, self.source_reason = open_source(s.capture, ring)
         log.info("capture source: %s (%s)", self.source.name, self.source_reason)
         self.targeting.on_targets(self._set_targets)

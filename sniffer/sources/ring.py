@@ -57,12 +57,15 @@ class CaptureError(RuntimeError):
 class RingConfig:
     interface: str = "any"
     """Device to capture on; ``any`` for all devices of the host's network namespace."""
-    block_size: int = 1 << 20
+    block_size: int = 1 << 18
     """Bytes per ring block (a power-of-two number of pages; holds a 64 KiB GSO frame)."""
-    block_count: int = 64
+    block_count: int = 256
     """Blocks in the ring: ``block_size * block_count`` bytes absorb bursts."""
-    block_timeout_ms: int = 20
-    """A partly filled block is handed over after this long."""
+    block_timeout_ms: int = 100
+    """A partly filled block is handed over after this long. The kernel retires a block
+    at this timeout however little it holds, so while the reader lags the ring holds at
+    least ``block_count * block_timeout_ms`` of traffic: many small blocks and a timeout
+    of 100 ms keep slow traffic from eating the ring (entries wait at most this long)."""
     ignore_outgoing: bool = True
 
 
