@@ -162,14 +162,18 @@ def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, conns_list: 
                 last = now
                 time.sleep(0.5)
             catch_up = time.monotonic() - t0 - run_secs
+            cpu_total = snf.cpu() - cpu0
             m1 = snf.metrics()
             drops = _metric(m1, "kubeweir_sniffer_kernel_drops_total") - _metric(
                 m0, "kubeweir_sniffer_kernel_drops_total")  # fmt: skip
             rows.append({
                 "capture": capture, "conns": conns, "wrk": n, "rate": rate, "stored": stored,
                 "complete": n <= stored <= n + conns, "kernel_drops": int(drops),
-                "cpu": cpu_run, "cpu_per_krps": cpu_run / run_secs / (rate / 1000),
+                "cpu": cpu_run, "cpu_total": cpu_total,
+                "cpu_per_krps": cpu_total / max(1, stored) * 1000,
+                "sustained": stored / (run_secs + max(0.0, catch_up)),
                 "catch_up": max(0.0, catch_up), "rss": _rss_mib(snf.proc.pid),
+                "load": os.getloadavg()[0],
             })  # fmt: skip
             print(f"  {capture} c={conns}: wrk {n} ({rate:,.0f}/s) stored {stored} "
                   f"drops {int(drops)} cpu {cpu_run:.1f}s catch-up {catch_up:.1f}s",
@@ -280,16 +284,16 @@ def report(args: Any, load: tuple[float, float, float], baseline: dict[int, floa
         "requests; a run is complete when stored ≥ wrk's count — the hub may hold up to "
         "`conns` more, the requests wrk had in flight when it stopped):\n"
     )
-    print(
-        "| source | conns | wrk requests | req/s | stored | complete | kernel drops | "
-        "sniffer CPU s | CPU s per 1k req/s | catch-up s | sniffer RSS MiB |"
-    )
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("| source | conns | wrk requests | req/s | stored | complete | kernel drops | "
+          "catch-up s | sustained entries/s | sniffer CPU s (run / total) | "
+          "cores per 1k req/s | sniffer RSS MiB | load avg |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['capture']} | {r['conns']} | {r['wrk']:,} | {r['rate']:,.0f} | "
               f"{r['stored']:,} | {'yes' if r['complete'] else '**no**'} | {r['kernel_drops']:,} "
-              f"| {r['cpu']:.1f} | {r['cpu_per_krps']:.3f} | {r['catch_up']:.1f} | "
-              f"{r['rss']:.0f} |")  # fmt: skip
+              f"| {r['catch_up']:.1f} | {r['sustained']:,.0f} | {r['cpu']:.1f} / "
+              f"{r['cpu_total']:.1f} | {r['cpu_per_krps']:.2f} | {r['rss']:.0f} | "
+              f"{r['load']:.1f} |")  # fmt: skip
     for s in args.sources.split(","):
         ok = [r["rate"] for r in rows if r["capture"] == s and r["complete"]]
         best = max(ok) if ok else 0.0
