@@ -345,13 +345,38 @@ class RedisParser(StreamParser):
         )
         self._q = PendingQueue("redis", self.limits.max_pending)
         self._subscribed = False
+        self._sync = [True, True]
+        """Whether each direction is at a message boundary (False after a gap)."""
 
     def feed(self, direction: Direction, data: bytes, ts: float) -> None:
+        if not self._sync[direction] and not self._resume(direction, data):
+            return
         for v, start in self._readers[direction].feed(data, ts):
             if direction is Direction.CLIENT:
                 self._request(v, start)
             else:
                 self._reply(v, start, ts)
+
+    def gap(self, direction: Direction, length: int, ts: float) -> None:
+        """Lost bytes: the requests in flight can no longer be paired (they are reported
+        with the gap); reading resumes at the next client segment that starts a command,
+        and on the server side at the first segment after it that starts a reply (best
+        effort: a reply to a command sent before the loss may still be taken for it)."""
+        for p in self._q:
+            p.gaps += length
+        self._q.close(f"gap: {length} bytes lost")
+        items = self._readers[0].max_items
+        self._readers = (RespReader(client=True, max_items=items),
+                         RespReader(client=False, max_items=items))  # fmt: skip
+        self._sync = [False, False]
+
+    def _resume(self, direction: Direction, data: bytes) -> bool:
+        if direction is Direction.CLIENT:
+            ok = bool(_ARRAY_HEAD.match(data))
+        else:
+            ok = self._sync[Direction.CLIENT] and data[:1] in _REPLY_START
+        self._sync[direction] = ok
+        return ok
 
     def close(self, ts: float) -> None:
         self._q.close()
@@ -488,6 +513,7 @@ class RedisParser(StreamParser):
 
 _INLINE = re.compile(rb"^[A-Za-z]{3,16}( [^\r\n]*)?\r?\n")
 _INLINE_CMDS = {b"PING", b"INFO", b"QUIT", b"MONITOR", b"DBSIZE", b"AUTH", b"HELLO"}
+_REPLY_START = {bytes([c]) for c in (*_SCALARS, *_BULKS, *_AGGS)}
 _ARRAY_HEAD = re.compile(rb"^\*([0-9]{1,7})\r\n\$([0-9]{1,10})\r\n")
 
 

@@ -247,7 +247,7 @@ def test_live_redis_server(tmp_path: Path) -> None:
     cmds = [e["request"].get("command") for e in es]
     for want in ["SET", "GET", "NOSUCHCMD", "INCRBY", "LPUSH", "LRANGE", "SUBSCRIBE",
                  "PUBLISH", "HELLO", "HSET", "HGETALL"]:  # fmt: skip
-        assert want in cmds, (want, cmds)
+        assert want in cmds, (want, [(e["summary"], e["error"]) for e in es])
     by = {e["request"].get("command"): e for e in es}
     assert by["GET"]["summary"] == 'GET user:1 → "alice"'
     assert by["NOSUCHCMD"]["response"]["error"].startswith("ERR unknown command")
@@ -261,3 +261,23 @@ def test_live_redis_server(tmp_path: Path) -> None:
     assert auths and all(a["request"]["password"] == "sekret" for a in auths)
     assert all("sekret" not in repr(e["request"].get("args")) + e["summary"] for e in es)
     assert all(e["error"] in ("", "no response") for e in es)
+
+
+def test_gap_resynchronises_at_next_command() -> None:
+    from tests.sniffer.parsers.threeway import Gap, feed_script
+
+    script = [
+        (C, cmd("GET", "a")),
+        (S, b"$10\r\n01234"),
+        Gap(S, 7),
+        (S, b"+OK\r\n"),  # not trusted: no command seen since the gap
+        (C, b"$3\r\nxyz\r\n"),  # the tail of a command: skipped
+        (C, cmd("GET", "b")),
+        (S, b"$1\r\nB\r\n"),
+    ]
+    before, after = feed_script(RedisParser, script)
+    xs = before + after
+    assert [(x.summary, x.error, x.gaps) for x in xs] == [
+        ("GET a", "gap: 7 bytes lost", 7),
+        ('GET b → "B"', "", 0),
+    ]
