@@ -1,8 +1,11 @@
 """AST -> SQLAlchemy Core boolean expression over the ``entries`` table (history).
 
-Each atomic predicate is wrapped in ``coalesce(..., false)`` so that a missing value
-makes it false rather than NULL; ``NOT``/``AND``/``OR`` then are two-valued, as in the
-Python predicate.
+A missing value makes an atomic predicate false, as in the Python predicate. Under an
+odd number of ``NOT`` the atom is wrapped in ``coalesce(..., false)`` so that ``NOT``
+sees false rather than NULL. Elsewhere it is left bare: in a WHERE clause a NULL there
+selects exactly what false would (AND/OR are monotone, and a NULL result is no match),
+and a bare ``ts > ?`` keeps DuckDB's zone-map pruning. So the clause is meant for
+WHERE/FILTER, where NULL means "no match".
 """
 
 from __future__ import annotations
@@ -28,15 +31,17 @@ class _Gen:
         self.c = table.c
         self.now = now
 
-    def pred(self, p: a.Predicate) -> Expr:
+    def pred(self, p: a.Predicate, positive: bool = True) -> Expr:
         if isinstance(p, a.And):
-            return sa.and_(*(self.pred(x) for x in p.args))
+            return sa.and_(*(self.pred(x, positive) for x in p.args))
         if isinstance(p, a.Or):
-            return sa.or_(*(self.pred(x) for x in p.args))
+            return sa.or_(*(self.pred(x, positive) for x in p.args))
         if isinstance(p, a.Not):
-            return sa.not_(self.pred(p.arg))
+            return sa.not_(self.pred(p.arg, not positive))
         if isinstance(p, a.BoolConst):
             return sa.true() if p.value else sa.false()
+        if positive:
+            return self.atom(p)
         return sa.func.coalesce(self.atom(p), sa.false(), type_=sa.Boolean())
 
     def atom(self, p: a.Predicate) -> Expr:
