@@ -97,6 +97,9 @@ class _RuleSet:
         "hinted",
         "unhinted",
         "gate",
+        "plain_headers",
+        "body_set",
+        "body_names",
     )
 
     def __init__(self, rules: Iterable[Rule]) -> None:
@@ -149,6 +152,18 @@ class _RuleSet:
                 self.hint_set.Add(p.hint)
             self.hint_set.Compile()
         self.gate = _gate(self)
+        self.plain_headers: set[Any] = set()
+        """Raw header names known to need no rule by name (a bounded cache)."""
+        # a body's one look: every pattern hint, then the JSON key names as written
+        self.body_set: Any = None
+        self.body_names = len(self.hinted)
+        if self.hint_set is not None or minimal:
+            self.body_set = re2.Set.SearchSet(re2.Options())
+            for p in self.hinted:
+                self.body_set.Add(p.hint)
+            if minimal:
+                self.body_set.Add("(?i)" + "|".join(_flex(w) for w in minimal))
+            self.body_set.Compile()
         self.keys: dict[str, int] = {}
         """Raw JSON key → 0 (not sensitive), 1 (a sensitive name), 2 (the last segment of
         a dotted path): a cache, so that a key seen before costs one dict lookup."""
@@ -169,6 +184,19 @@ class _RuleSet:
             else:
                 out.append(pattern)
         return tuple(out)
+
+    def body_look(self, text: str) -> tuple[tuple[PatternRule, ...], bool]:
+        """One pass over a body: the patterns whose hint matches, and whether a
+        sensitive JSON key name may be there."""
+        if self.body_set is None:
+            return self.unhinted, False
+        idx = self.body_set.Match(text.encode("utf-8", "surrogateescape"))
+        if not idx:
+            return self.unhinted, False
+        hinted = self.hinted
+        n = self.body_names
+        maybe = tuple(hinted[i] for i in sorted(idx) if i < n) + self.unhinted
+        return maybe, n in idx
 
     def maybe(self, text: str) -> tuple[PatternRule, ...]:
         """The patterns whose hint matches somewhere in ``text`` (and those without one)."""
@@ -326,6 +354,15 @@ class _Job:
         pieces.append(text[last:])
         self.hits[where if isinstance(where, str) else _display(where)] = None
         return "".join(pieces)
+
+    def validated(self, maybe: tuple[PatternRule, ...], text: str) -> tuple[PatternRule, ...]:
+        """Of ``maybe``, the active patterns with a validated hit in ``text``."""
+        if not maybe or not self.active:
+            return ()
+        active = self.active
+        hit: list[PatternRule] = []
+        _spans(tuple(p for p in maybe if p in active), text, hit)
+        return tuple(hit)
 
     def finds(self, text: str) -> tuple[PatternRule, ...]:
         """The active patterns that have a validated hit in ``text`` (empty: none)."""
@@ -527,11 +564,16 @@ class _Job:
     def headers(self, headers: Any, prefix: str) -> Any:
         if isinstance(headers, dict):
             out: dict[str, Any] | None = None
-            names = self.rs.headers
-            for name, value in headers.items():
+            rs = self.rs
+            # header names seen before to need nothing are skipped with one set difference
+            todo = headers.keys() - rs.plain_headers
+            for name in (n for n in headers if n in todo) if todo else ():
                 nk = normalize(name) if type(name) is str else ""
-                if nk not in names and nk not in _URL_HEADERS:
-                    continue  # most headers: one cached lookup and two set lookups
+                if nk not in rs.headers and nk not in _URL_HEADERS:
+                    if len(rs.plain_headers) < 4096:
+                        rs.plain_headers.add(name)
+                    continue
+                value = headers[name]
                 new = self.header(name, value, f"{prefix}.{name}")
                 if new is not value:
                     if out is None:
@@ -737,8 +779,11 @@ class _Job:
         ):
             # by value only where the text has a hit (or escapes that could hide one)
             escapes = "\\" in text  # \u escapes could hide a key or a value from the checks
-            hit = self.active if escapes else self.finds(text)
-            names = escapes or self.rs.may_name(text)
+            if escapes:
+                hit, names = self.active, True
+            else:
+                maybe, names = self.rs.body_look(text)
+                hit = self.validated(maybe, text)
             if not names:
                 if not hit:
                     return text  # no sensitive key, no pattern hit: nothing to do
