@@ -13,6 +13,7 @@ MODULES: list[str] = [
     "benchmarks.dashboard_live",
     "benchmarks.hub_ingest",
     "benchmarks.hub_query",
+    "benchmarks.redaction",
 ]
 
 
