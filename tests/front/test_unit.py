@@ -3,6 +3,7 @@ rows, map layout), run from pytest so that `make test` and CI cover them."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
@@ -20,7 +21,7 @@ def test_vitest_passes() -> None:
         capture_output=True,
         text=True,
         timeout=180,
-        env={**__import__("os").environ, "CI": "1", "NO_COLOR": "1"},
+        env={**os.environ, "CI": "1", "NO_COLOR": "1"},
     )
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     assert "passed" in r.stdout
