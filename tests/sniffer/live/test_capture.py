@@ -147,3 +147,35 @@ def test_pod_restart_with_new_ip_is_followed(cluster: Cluster) -> None:
     got = wait_for(lambda: len(cluster.entries("/r2/")) == 5 and cluster.entries("/r2/"))
     assert {e["dst"]["ip"] for e in got} == {web.ip}
     assert {e["dst"]["pod"] for e in got} == {"web"}
+
+
+def test_sniffer_identity_by_service_account_token(cluster: Cluster) -> None:
+    """In-cluster identity: the projected token file, validated by the hub's TokenReview;
+    a rotated token is picked up without a restart."""
+    from sniffer.testing.hub import HubProcess
+    from sniffer.testing.kube import ServiceAccountToken
+
+    cluster.kube.add_token(ServiceAccountToken("sa-token-1", "kubeweir", "kubeweir-sniffer",
+                                               ["kubeweir"]))  # fmt: skip
+    cluster.kube.add_token(ServiceAccountToken("sa-token-2", "kubeweir", "kubeweir-sniffer",
+                                               ["kubeweir"]))  # fmt: skip
+    cluster.hub.kill()
+    hub = HubProcess(cluster.tmp / "hub-sa", ingest_token=None,
+                     kubeconfig=str(cluster.kubeconfig),
+                     sniffer_service_accounts=["kubeweir/kubeweir-sniffer"]).start()  # fmt: skip
+    cluster.hub = hub
+    web = cluster.pod("web", "shop", app="web")
+    cli = cluster.pod("cli", "shop", app="cli")
+    web.http_server(8080)
+    token_file = cluster.tmp / "token"
+    token_file.write_text("sa-token-1")
+    agent = cluster.agent("afpacket", token=None, token_file=token_file)
+    wait_for(lambda: web.ip in agent.targeting.targets)
+    cli.http_calls(f"http://{web.ip}:8080/id1", 5)
+    wait_for(lambda: len(cluster.entries("/id1/")) == 5, what="entries with token 1")
+    token_file.write_text("sa-token-2")  # the kubelet rotated it
+    cli.http_calls(f"http://{web.ip}:8080/id2", 5)
+    wait_for(lambda: len(cluster.entries("/id2/")) == 5, what="entries with token 2")
+    assert cluster.kube.emulator is not None
+    assert {r["token"] for r in cluster.kube.emulator.reviews} == {"sa-token-1", "sa-token-2"}
+    assert agent.shipper.send_errors == 0
