@@ -207,6 +207,7 @@ class Pipeline:
             "tcp_unrecognised": 0,
             "bound_udp_flows": 0,
             "bound_detect_bytes": 0,
+            "roles_swapped": 0,
         }
         self._pending_total = 0
         self._max_pending_total = max(DETECT_MAX_PENDING, s.max_total_bytes // 4)
@@ -453,6 +454,8 @@ class Pipeline:
             # content first; a port hint only breaks a tie
             self._start(conn, hinted if hinted in yes else yes[0])
             return
+        if not conn.syn and not more and self._swapped_roles_match(conn):
+            return
         if more and not final and conn.pending_bytes < DETECT_MAX_PENDING:
             return
         if hinted is not None:
@@ -470,6 +473,21 @@ class Pipeline:
         if not conn.syn:
             conn.tries = MIDSTREAM_TRIES
         self._replay(conn)
+
+    def _swapped_roles_match(self, conn: Connection) -> bool:
+        """Mid-stream, the ports may have named the wrong side the client: if the bytes
+        read the other way round are a protocol's, swap the roles and start it."""
+        op = conn.opening
+        for proto in self._stream:
+            if any(op[d] and proto.detect(op[d], d.other) is _YES for d in (CLIENT, SERVER)):
+                conn.client, conn.server = conn.server, conn.client
+                conn.client.dir, conn.server.dir = CLIENT, SERVER
+                conn.opening = [op[SERVER], op[CLIENT]]
+                conn.pending = [(d.other, b, t, gp) for d, b, t, gp in conn.pending or []]
+                self._c["roles_swapped"] += 1
+                self._start(conn, proto)
+                return True
+        return False
 
     def _retry(self, conn: Connection, data: bytes, ts: float) -> bool:
         """Mid-stream: a new client burst may start a message a detector knows."""

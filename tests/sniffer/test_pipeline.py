@@ -381,7 +381,7 @@ def test_memory_does_not_grow_with_the_capture(tmp_path: Path) -> None:
     import tracemalloc
 
     def peak(n: int) -> int:
-        p = g.write_http_benchmark(tmp_path / f"m{n}.pcap", n, connections=4, body_size=2000)
+        p = g.write_http_benchmark(tmp_path / f"m{n}.pcap", n, connections=4, body_size=4000)
         tracemalloc.start()
         count = sum(1 for _ in read_pcap(p, PipelineSettings()))
         _, top = tracemalloc.get_traced_memory()
@@ -389,7 +389,8 @@ def test_memory_does_not_grow_with_the_capture(tmp_path: Path) -> None:
         assert count == n
         return top
 
-    small, big = peak(200), peak(2000)
+    # both files are larger than the reader's 1 MiB chunk, the second five times larger
+    small, big = peak(600), peak(3000)
     assert big < small * 1.5 + 512 * 1024, (small, big)
 
 
@@ -404,3 +405,14 @@ def test_pcapng_with_two_link_types(tmp_path: Path) -> None:
         ("fd00::1", "GET /items/0?v=1 → 200"),
         ("fd00::1", "GET /items/1?v=1 → 200"),
     ]
+
+
+def test_midstream_roles_swapped_by_content() -> None:
+    # both ports ephemeral and the client's is the lower one: the port rule guesses wrong
+    pkts = ping(2, client=("10.0.0.1", 33000), server=("10.0.0.2", 45000), handshake=False)
+    out, pipe = entries(pkts)
+    assert [e.summary for e in out] == ["PING 0 → PONG 0", "PING 1 → PONG 1"]
+    assert (out[0].src.port, out[0].dst.port) == (33000, 45000)
+    assert pipe.counters["roles_swapped"] == 1
+    isn = out[0].id == tcp_entry_id(1000, 500_000, 33000, 0)
+    assert isn
