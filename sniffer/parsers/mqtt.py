@@ -7,9 +7,14 @@ Entries (``proto="mqtt"``) — ``PROTOCOL_FIELDS``:
   ``broker``: brokers publish to subscribers too), ``packet_id``; CONNECT:
   ``client_id``, ``protocol_version`` (``3.1``, ``3.1.1``, ``5.0``), ``clean_start``,
   ``keep_alive``, ``username``, ``password`` (kept only for the redaction engine's
-  ``password`` rule), ``will_topic``; PUBLISH: ``topic``, ``qos``, ``retain``, ``dup``,
+  ``password`` rule), ``will_topic``, and MQTT 5 ``auth_method``/``auth_data`` (the
+  latter for the ``auth_data`` rule), ``session_expiry``, ``user_properties``;
+  PUBLISH: ``topic``, ``qos``, ``retain``, ``dup``,
   and the payload as body fields (``body``, ``body_encoding``, ``body_size``,
   ``body_truncated``); SUBSCRIBE/UNSUBSCRIBE: ``topics`` (filters) and ``qos`` (asked).
+- MQTT 5 properties worth a field are kept on the packet that carries them:
+  ``content_type``, ``response_topic``, ``user_properties`` (PUBLISH), ``reason_string``,
+  ``assigned_client_id``, ``server_reference`` (CONNACK, DISCONNECT, AUTH).
 - response: ``packet`` (CONNACK, PUBACK, PUBCOMP, SUBACK, UNSUBACK, PINGRESP),
   ``reason_code`` and ``reason`` (CONNACK return code / MQTT 5 reason code; for SUBACK
   the list ``reason_codes``), ``session_present``, ``acks`` (QoS 2: PUBREC, PUBREL,
@@ -120,12 +125,65 @@ class _R:
             mult *= 128
         raise ParseError("mqtt: variable byte integer longer than 4 bytes")
 
-    def properties(self) -> None:
-        """MQTT 5 properties: skipped (§2.2.2)."""
+    def properties(self) -> dict[str, Any]:
+        """MQTT 5 properties (§2.2.2.2) by name; user properties as a map. Unknown
+        identifiers end the reading (the rest of the block is skipped)."""
         n = self.varint()
-        self.p += n
-        if self.p > len(self.b):
+        end = self.p + n
+        if end > len(self.b):
             raise _Short
+        out: dict[str, Any] = {}
+        while self.p < end:
+            ident = self.varint()
+            kind, name = _PROPS.get(ident, ("", ""))
+            if kind == "b":
+                v: Any = self.u8()
+            elif kind == "h":
+                v = self.u16()
+            elif kind == "i":
+                v = self.u16() << 16 | self.u16()
+            elif kind == "v":
+                v = self.varint()
+            elif kind == "s":
+                v = self.string()
+            elif kind == "d":
+                v = text(self.binary(), 1024)
+            elif kind == "p":
+                k = self.string()
+                out.setdefault("user_properties", {})[k] = self.string()
+                continue
+            else:
+                break
+            out[name] = v
+        self.p = end
+        return out
+
+
+# MQTT 5.0 §2.2.2.2: property identifier → (b byte, h two bytes, i four bytes, v varint,
+# s UTF-8 string, d binary data, p string pair), name
+_PROPS = {
+    0x01: ("b", "payload_format"), 0x02: ("i", "message_expiry"), 0x03: ("s", "content_type"),
+    0x08: ("s", "response_topic"), 0x09: ("d", "correlation_data"),
+    0x0B: ("v", "subscription_id"), 0x11: ("i", "session_expiry"),
+    0x12: ("s", "assigned_client_id"), 0x13: ("h", "server_keep_alive"),
+    0x15: ("s", "auth_method"), 0x16: ("d", "auth_data"), 0x17: ("b", "request_problem_info"),
+    0x18: ("i", "will_delay"), 0x19: ("b", "request_response_info"),
+    0x1A: ("s", "response_info"), 0x1C: ("s", "server_reference"),
+    0x1F: ("s", "reason_string"), 0x21: ("h", "receive_maximum"),
+    0x22: ("h", "topic_alias_maximum"), 0x23: ("h", "topic_alias"), 0x24: ("b", "maximum_qos"),
+    0x25: ("b", "retain_available"), 0x26: ("p", "user_property"),
+    0x27: ("i", "maximum_packet_size"), 0x28: ("b", "wildcard_available"),
+    0x29: ("b", "subscription_ids_available"), 0x2A: ("b", "shared_available"),
+}  # fmt: skip
+_KEEP_PROPS = (
+    "auth_method", "auth_data", "reason_string", "content_type", "response_topic",
+    "assigned_client_id", "user_properties", "session_expiry", "server_reference",
+)  # fmt: skip
+
+
+def _keep(props: dict[str, Any]) -> dict[str, Any]:
+    """The properties worth an entry field (``auth_data`` is redacted by name)."""
+    return {k: props[k] for k in _KEEP_PROPS if k in props}
 
 
 def reason_name(code: int, v5: bool, connack: bool = False) -> str:
@@ -221,6 +279,8 @@ class MqttParser(StreamParser):
                 if self.v5 and total:
                     code = rd.u8()
                     req["reason_code"], req["reason"] = code, reason_name(code, True)
+                    if total > 1:
+                        req.update(_keep(rd.properties()))
                 self._q.lone(start, None, req, {}, f"{name} ({sender})")
             else:
                 self._ack(rd, t, name, d, total, end)
@@ -236,14 +296,14 @@ class MqttParser(StreamParser):
         self.v5 = level == 5
         cflags = rd.u8()
         keep = rd.u16()
-        if self.v5:
-            rd.properties()
+        props = rd.properties() if self.v5 else {}
         client_id = rd.string()
         req: dict[str, Any] = {
             "method": "CONNECT", "from": "client", "client_id": client_id,
             "protocol_version": {3: "3.1", 4: "3.1.1", 5: "5.0"}.get(level, str(level)),
             "clean_start": bool(cflags & 0x02), "keep_alive": keep,
         }  # fmt: skip
+        req.update(_keep(props))
         if cflags & 0x04:  # will flag
             if self.v5:
                 rd.properties()
@@ -266,7 +326,7 @@ class MqttParser(StreamParser):
             if qos:
                 req["packet_id"] = rd.u16()
             if self.v5:
-                rd.properties()
+                req.update(_keep(rd.properties()))
         except _Short:
             req.setdefault("topic", "")
             req["truncated"] = True
@@ -305,6 +365,8 @@ class MqttParser(StreamParser):
             resp["session_present"] = bool(rd.u8() & 1)
             code = rd.u8()
             resp["reason_code"], resp["reason"] = code, reason_name(code, self.v5, True)
+            if self.v5 and rd.p < len(rd.b):
+                resp.update(_keep(rd.properties()))
             p = self._q.pop_key(("connect",))
         elif t == 13:  # PINGRESP
             p = self._q.pop_key(None)  # PINGREQs are the only requests without a key

@@ -75,7 +75,7 @@ def test_v311_conversation_three_ways() -> None:
         (S, pkt(11, 0, struct.pack("!H", 4))),
         (C, pkt(14, 0, b"")),
     ]
-    xs = three_ways(MqttParser, script, trailing=publish("x", b"y" * 10)[:5])  # type: ignore[arg-type]
+    xs = three_ways(MqttParser, script, trailing=publish("x", b"y" * 10)[:5])  # type: ignore[arg-type]  # noqa: E501
     assert [x.summary for x in xs] == [
         "CONNECT dev-1 → Accepted",
         "SUBSCRIBE sensors/#,alerts → Unspecified error",
@@ -219,3 +219,36 @@ def test_live_mosquitto(tmp_path: Path) -> None:
         "reason_codes"
     ] == [1]
     assert all(e["error"] == "" for e in es)
+
+
+def test_v5_properties_and_auth_data() -> None:
+    def prop_s(ident: int, v: bytes) -> bytes:
+        return bytes([ident]) + s(v)
+
+    props = prop_s(0x15, b"SCRAM-SHA-1") + prop_s(0x16, b"client-first") + b"\x11\0\0\0\x3c"
+    body = s("MQTT") + bytes([5, 0x02]) + struct.pack("!H", 30) + bytes([len(props)]) + props
+    body += s("v5")
+    user = b"\x26" + s("k") + s("v")
+    pub_props = prop_s(0x03, b"application/json") + user
+    script = [
+        (C, pkt(1, 0, body)),
+        (
+            S,
+            pkt(
+                2, 0, b"\x00\x00" + bytes([len(prop_s(0x12, b"auto-1"))]) + prop_s(0x12, b"auto-1")
+            ),
+        ),
+        (C, pkt(3, 0, s("t") + bytes([len(pub_props)]) + pub_props + b"{}")),
+        (C, pkt(15, 0, b"\x19" + bytes([len(props)]) + props)),
+    ]
+    xs = run(MqttParser, script)
+    assert (
+        xs[0].request["auth_method"] == "SCRAM-SHA-1"
+        and xs[0].request["auth_data"] == "client-first"
+    )
+    assert xs[0].request["session_expiry"] == 60
+    assert xs[0].response["assigned_client_id"] == "auto-1"
+    assert xs[1].request["content_type"] == "application/json"
+    assert xs[1].request["user_properties"] == {"k": "v"} and xs[1].request["body"] == "{}"
+    assert xs[2].request["method"] == "AUTH" and xs[2].request["reason"] == "Re-authenticate"
+    assert xs[2].request["auth_data"] == "client-first"
