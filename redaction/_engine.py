@@ -342,6 +342,10 @@ class _Job:
                 return text
             active = self.active
             found = _spans(tuple(p for p in maybe if p in active), text)
+        return self.replace(text, found, where)
+
+    def replace(self, text: str, found: list[tuple[int, int]], where: str | _Link) -> str:
+        """``text`` with each span replaced; ``where`` recorded when there is one."""
         if not found:
             return text
         pieces: list[str] = []
@@ -580,9 +584,11 @@ class _Job:
                         out = dict(headers)
                     out[name] = new
             # by value: one look at all values together, one by one only on a hit
+            if not self.active:
+                return headers if out is None else out
             current = headers if out is None else out
             values = [v for v in current.values() if isinstance(v, str)]
-            hit = self.finds("\n".join(values)) if self.active and values else ()
+            hit = self.finds("\n".join(values)) if values else ()
             if hit:
                 saved, self.active = self.active, hit
                 try:
@@ -779,22 +785,23 @@ class _Job:
         ):
             # by value only where the text has a hit (or escapes that could hide one)
             escapes = "\\" in text  # \u escapes could hide a key or a value from the checks
+            spans: list[tuple[int, int]] = []
             if escapes:
                 hit, names = self.active, True
             else:
                 maybe, names = self.rs.body_look(text)
-                hit = self.validated(maybe, text)
+                found: list[PatternRule] = []
+                if maybe and self.active:
+                    active = self.active
+                    spans = _spans(tuple(p for p in maybe if p in active), text, found)
+                hit = tuple(found)
             if not names:
                 if not hit:
                     return text  # no sensitive key, no pattern hit: nothing to do
                 if all(p.name in _IN_STRING for p in hit):
                     # these hits can only sit inside JSON strings and hold no character
                     # JSON escapes: replaced in the text, no parse ("request.body")
-                    saved, self.active = self.active, hit
-                    try:
-                        return self.scan(text, path)
-                    finally:
-                        self.active = saved
+                    return self.replace(text, spans, path)
             try:
                 obj = _json_decode(text)
             except (msgspec.DecodeError, UnicodeEncodeError):
@@ -969,7 +976,11 @@ class _Job:
         its JSON-escaped form (longest first)."""
         secrets = [s for s in self.secrets if len(s) >= _MIN_ECHO and s not in REDACTED]
         secrets.sort(key=len, reverse=True)
-        return [(s, _json_encode(s)[1:-1]) for s in secrets]
+        return [
+            (s, s.encode() if s.isprintable() and '"' not in s and "\\" not in s
+             else _json_encode(s)[1:-1])
+            for s in secrets
+        ]  # fmt: skip
 
     def echoes(
         self, msg: dict[str, Any], prefix: str, echo: list[tuple[str, bytes]]
