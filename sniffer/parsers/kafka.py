@@ -235,14 +235,36 @@ class KafkaParser(StreamParser):
 
     def __init__(self, limits: ParserLimits | None = None) -> None:
         super().__init__(limits)
-        self._r = (_Reader(bytearray()), _Reader(bytearray()))
+        self._r = [_Reader(bytearray()), _Reader(bytearray())]
         self._q = PendingQueue("kafka", self.limits.max_pending)
+        self._sync = [True, True]
+        """Whether each direction is at a message boundary (False after a gap)."""
         self._raw_sasl = False
         """After a SaslHandshake v0, the client sends raw SASL tokens (KIP-43)."""
 
     # -- framing --
 
+    def gap(self, direction: Direction, length: int, ts: float) -> None:
+        """Lost bytes: the message in progress is dropped and this direction resumes at
+        the next segment that starts a message — a plausible request header from the
+        client, a response whose correlation id is awaited from the server. Requests
+        already read still pair by correlation id."""
+        self._r[direction] = _Reader(bytearray())
+        self._sync[direction] = False
+
+    def _resume(self, direction: Direction, data: bytes) -> bool:
+        if direction is Direction.CLIENT:
+            ok = detect(data[:64], direction) is Verdict.YES
+        else:
+            ok = len(data) >= 8 and any(
+                p.key == _I32.unpack_from(data, 4)[0] for p in self._q
+            ) and 0 <= _I32.unpack_from(data)[0] <= _MAX_MESSAGE  # fmt: skip
+        self._sync[direction] = ok
+        return ok
+
     def feed(self, direction: Direction, data: bytes, ts: float) -> None:
+        if not self._sync[direction] and not self._resume(direction, data):
+            return
         r = self._r[direction]
         mv = memoryview(data)
         while mv:

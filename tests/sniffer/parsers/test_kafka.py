@@ -283,3 +283,22 @@ def test_flexible_versions() -> None:
     assert xs[1].response["errors"] == {f"{tid.hex()}:0": "OFFSET_OUT_OF_RANGE"}
     assert xs[2].response["brokers"] == ["k0:9092"] and xs[2].response["topics"] == ["orders"]
     assert all("truncated" not in x.request and "truncated" not in x.response for x in xs)
+
+
+def test_gap_resynchronises_by_correlation_id() -> None:
+    from tests.sniffer.parsers.threeway import Gap, feed_script
+
+    script = [
+        (C, metadata_v1(1, ["a"])),
+        (C, produce_v3(2)[:30]),
+        Gap(C, 9),
+        (C, b"\x01" * 40),  # the rest of the lost request: not a message start
+        (C, fetch_v4(3)),
+        (S, metadata_resp_v1(1)[:20]),
+        Gap(S, 50),
+        (S, b"\x00" * 30),
+        (S, fetch_resp_v4(3)),
+    ]
+    before, after = feed_script(KafkaParser, script)
+    got = [(x.request.get("api"), x.error) for x in before + after]
+    assert got == [("Fetch", ""), ("Metadata", "no response")]
