@@ -167,6 +167,7 @@ class Reassembler:
             "closed_rst": 0,
             "closed_idle": 0,
             "closed_evicted": 0,
+            "closed_reused": 0,
             "late_segments": 0,
             "held": 0,
             "bound_flow_bytes": 0,
@@ -230,6 +231,11 @@ class Reassembler:
         payload: Any,
     ) -> None:
         n = len(payload)
+        if half is not None and flags & SYN and half.isn is not None and seq != half.isn:
+            # a new connection on the same addresses and ports (the old one's end was
+            # not captured): close the old one first
+            self._close(half.conn, ts, "closed_reused")
+            half = None
         if half is None:
             if flags & RST or not (n or flags & SYN):
                 return
@@ -242,14 +248,15 @@ class Reassembler:
         conn = half.conn
         conn.last = ts
         if flags & SYN:
-            if half.next is None or not n:
+            if half.next is None:
                 half.isn = seq
                 half.next = (seq + 1) & M32
-                if flags & ACK:
-                    peer = half.peer
-                    if peer.next is None:
-                        peer.isn = (ack - 1) & M32
-                        peer.next = ack
+            # else: a retransmitted SYN, whatever came after it stays delivered
+            if flags & ACK:
+                peer = half.peer
+                if peer.next is None:
+                    peer.isn = (ack - 1) & M32
+                    peer.next = ack
             seq = (seq + 1) & M32
         if n:
             nxt = half.next

@@ -245,3 +245,20 @@ def test_ack_of_a_fin_is_not_a_missing_byte() -> None:
     assert rec.gaps == [] and ra.counters["gaps"] == 0
     assert bytes(rec.got[1]) == b"PONG 1\n"
     assert ra.counters["closed_fin"] == 1
+
+
+def test_late_syn_retransmission_delivers_nothing_twice() -> None:
+    pkts = session()
+    syn = pkts[0].copy()
+    syn.time = float(pkts[6].time)
+    rec, ra = run(pkts[:6] + [syn] + pkts[6:])
+    assert bytes(rec.got[0]) == CLIENT_BYTES and bytes(rec.got[1]) == SERVER_BYTES
+
+
+def test_port_reuse_with_a_new_isn_starts_a_new_connection() -> None:
+    first = g.tcp_session(MSGS[:2], mss=500, close=None)
+    second = g.tcp_session(MSGS[2:], client_isn=777_000, server_isn=9_000, t0=g.T0 + 10)
+    rec, ra = run(first + second)
+    assert ra.counters["closed_reused"] == 1 and ra.counters["flows"] == 2
+    assert [c.isns() for c in rec.ended] == [(1000, 500_000), (777_000, 9_000)]
+    assert bytes(rec.got[0]) == CLIENT_BYTES and bytes(rec.got[1]) == SERVER_BYTES
