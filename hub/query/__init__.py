@@ -34,7 +34,7 @@ The language, briefly:
   body) are never missing: ``src.namespace == ""`` matches entries without one.
 - ``matches`` is an unanchored RE2 search in both back ends; backreferences and
   lookaround are invalid, and an unbounded repeat over a repeat or an alternation
-  (``(a+)+``, ``(a|b)*``) is refused. Limits: ``MAX_TEXT`` characters, ``MAX_DEPTH``
+  (``(a+)+``, ``(a|ab)*``) is refused. Limits: ``MAX_TEXT`` characters, ``MAX_DEPTH``
   nesting, ``MAX_NODES`` nodes, ``MAX_LIST`` list items, ``MAX_PATTERN`` pattern length.
 """
 

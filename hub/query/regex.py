@@ -90,7 +90,7 @@ def check_pattern(pattern: str, position: int) -> None:
         raise QueryError(
             "regular expression too costly: an unbounded repeat over a repeat or an alternation",
             position,
-            "rewrite without nesting, e.g. (a+)+ as a+, (a|b)* as [ab]*",
+            "rewrite without nesting, e.g. (a+)+ as a+, (a|ab)* as [ab]*",
         )
 
 
