@@ -601,3 +601,23 @@ def test_non_ascii_digits_are_not_numbers() -> None:
         p.feed(S, b"HTTP/1.1 204 No Content\r\n\r\n", 1.0)
         with pytest.raises(ParseError):
             p.feed(S, bad.encode(), 2.0)
+
+
+def test_gap_from_a_body_into_the_next_request() -> None:
+    # 7 bytes of /1's body and the first 13 of /2's head are missing
+    ex = three_ways(
+        HttpParser,
+        [
+            (C, b"POST /1 HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"),
+            Gap(C, 20),
+            (C, b"ost: h\r\n\r\nGET /3 HTTP/1.1\r\n\r\n"),
+            (S, resp("200 OK", b"1") + resp("201 OK", b"2") + resp("202 OK", b"3")),
+        ],
+        NEXT,
+    )
+    assert [(e.summary, e.error, e.gaps) for e in ex] == [
+        ("POST /1 → 200", "", 20),
+        ("? → 201", "no request", 0),
+        ("GET /3 → 202", "", 0),
+    ]
+    assert ex[0].request["body"] == "abc" and ex[0].request["body_truncated"] is True
