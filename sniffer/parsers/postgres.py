@@ -59,6 +59,8 @@ _MAX_MSG = 16 * 1024 * 1024
 _SKIP_OVER = 64 * 1024
 """DataRow/CopyData bigger than this are counted and skipped as they arrive."""
 _SKIPPABLE = {b"D", b"d"}
+_MAX_NAMED = 4096
+"""Prepared statements and portals remembered per connection (the oldest are dropped)."""
 
 _AUTH = {
     0: "ok", 2: "kerberos", 3: "cleartext", 5: "md5", 7: "gss", 8: "gss-continue",
@@ -142,6 +144,7 @@ class PostgresParser(StreamParser):
             b"S": self._c_sync,
             b"p": self._c_password,
             b"F": self._c_function,
+            b"C": self._c_close,
         }
         self._server: dict[bytes, Any] = {
             b"R": self._s_auth,
@@ -327,6 +330,8 @@ class PostgresParser(StreamParser):
         name, pos = _cstr(body, 0)
         q, pos = _cstr(body, pos)
         nparams = _I16.unpack_from(body, pos)[0] if len(body) >= pos + 2 else 0
+        if len(self._statements) >= _MAX_NAMED and name not in self._statements:
+            del self._statements[next(iter(self._statements))]  # the oldest goes
         self._statements[name] = (q, nparams)
         u = _Unit("prepare", self._batch_ts, self._req(q, "prepare"))
         u.request["statement"] = name
@@ -341,7 +346,15 @@ class PostgresParser(StreamParser):
         pos += 2 + 2 * max(0, nfmt)
         nparams = _I16.unpack_from(body, pos)[0] if len(body) >= pos + 2 else 0
         q = self._statements.get(stmt, ("", 0))[0]
+        if len(self._portals) >= _MAX_NAMED and portal not in self._portals:
+            del self._portals[next(iter(self._portals))]
         self._portals[portal] = (stmt, q, nparams)
+
+    def _c_close(self, body: bytes, ts: float) -> None:
+        """Close of a prepared statement ('S') or portal ('P'): forget its text."""
+        if len(body) >= 2:
+            name = _cstr(body, 1)[0]
+            (self._statements if body[:1] == b"S" else self._portals).pop(name, None)
 
     def _c_execute(self, body: bytes, ts: float) -> None:
         if self._batch_ts is None:

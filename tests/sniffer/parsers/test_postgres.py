@@ -298,3 +298,16 @@ def _live_postgres(tmp_path: Path) -> None:
     assert by["SELECT * FROM missing"]["response"]["sqlstate"] == "42P01"
     assert by["SELECT 1; SELECT 2"]["response"]["tag"] == "SELECT 1"
     assert all(e["error"] == "" for e in es)
+
+
+def test_named_statements_are_bounded_and_closed() -> None:
+    from sniffer.parsers import postgres as pg
+
+    p = PostgresParser()
+    p.feed(C, startup(user="u"), 0.0)
+    p.feed(S, auth(0) + READY, 0.1)
+    for i in range(pg._MAX_NAMED + 10):
+        p.feed(C, parse(f"SELECT {i}", f"s{i}"), 1.0)
+    assert len(p._statements) == pg._MAX_NAMED and "s0" not in p._statements
+    p.feed(C, msg(b"C", b"Ss10\0"), 2.0)
+    assert "s10" not in p._statements
