@@ -214,10 +214,15 @@ class HttpReader(StreamParser):
         h.pos = pos
         if h.start_ts is None:
             h.start_ts = ts
-        end, after = find_head_end(buf, pos, max(h.scan, pos))
-        if end < 0:
-            self._head_incomplete(h, n)
-            return False
+        scan = h.scan if h.scan > pos else pos
+        end = buf.find(b"\r\n\r\n", scan)
+        if end < 0 or buf.find(b"\n\n", pos, end) >= 0:  # partial, or bare-LF lines
+            end, after = find_head_end(buf, pos, scan)
+            if end < 0:
+                self._head_incomplete(h, n)
+                return False
+        else:
+            after = end + 4
         if end - pos > self._max_head:
             raise ParseError(f"request head longer than {self._max_head} bytes")
         lines = decode_head(buf[pos:end])
@@ -267,10 +272,15 @@ class HttpReader(StreamParser):
         h.pos = pos
         if h.start_ts is None:
             h.start_ts = ts
-        end, after = find_head_end(buf, pos, max(h.scan, pos))
-        if end < 0:
-            self._head_incomplete(h, n)
-            return False
+        scan = h.scan if h.scan > pos else pos
+        end = buf.find(b"\r\n\r\n", scan)
+        if end < 0 or buf.find(b"\n\n", pos, end) >= 0:  # partial, or bare-LF lines
+            end, after = find_head_end(buf, pos, scan)
+            if end < 0:
+                self._head_incomplete(h, n)
+                return False
+        else:
+            after = end + 4
         if end - pos > self._max_head:
             raise ParseError(f"response head longer than {self._max_head} bytes")
         lines = decode_head(buf[pos:end])
