@@ -63,7 +63,7 @@ class GrpcBody:
     """One side's length-prefixed messages, decoded as they complete (bounded)."""
 
     __slots__ = ("encoding", "path", "response", "schemas", "limit", "buf", "messages",
-                 "count", "size", "errors")  # fmt: skip
+                 "count", "size", "errors", "trailers")  # fmt: skip
 
     def __init__(
         self, path: str, response: bool, encoding: str, schemas: ProtoSchemas | None, limit: int
@@ -78,6 +78,8 @@ class GrpcBody:
         self.count = 0
         self.size = 0
         self.errors: list[str] = []
+        self.trailers: dict[str, str] = {}
+        """gRPC-Web trailers (a body frame flagged 0x80)."""
 
     def add(self, data: bytes) -> None:
         self.size += len(data)
@@ -86,6 +88,16 @@ class GrpcBody:
         pos = 0
         while len(buf) - pos >= 5:
             flag, length = _PREFIX.unpack_from(buf, pos)
+            if flag == 0x80 and length <= 65536:  # gRPC-Web: trailers in the body
+                if len(buf) - pos - 5 < length:
+                    break
+                for line in bytes(buf[pos + 5 : pos + 5 + length]).split(b"\r\n"):
+                    k, sep, v = line.partition(b":")
+                    if sep:
+                        key = k.strip().lower().decode("latin-1")
+                        self.trailers[key] = v.strip().decode("utf-8", "replace")
+                pos += 5 + length
+                continue
             if length > self.limit or flag > 1:
                 self.errors.append(f"bad message prefix (flag {flag}, length {length})")
                 buf.clear()

@@ -458,6 +458,9 @@ class Http2Parser(StreamParser):
             service, rpc = split_path(str(req.get("path", "")))
             req["service"], req["rpc"] = service, rpc
             trailers = sr.trailers if sr.trailers is not None else (sr.head or {})
+            if sr.grpc is not None and sr.grpc.trailers:  # gRPC-Web
+                trailers = {**trailers, **sr.grpc.trailers}
+                resp.setdefault("trailers", sr.grpc.trailers)
             gs = trailers.get("grpc-status")
             if gs is not None and gs.strip().isdigit():
                 code = int(gs)

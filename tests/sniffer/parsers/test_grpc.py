@@ -104,7 +104,7 @@ def grpc_call(schemas: ProtoSchemas | None) -> list[Any]:
         (S, data(1, grpc_msg(reply)[4:])),
         (S, headers(se, 1, [("grpc-status", "5"), ("grpc-message", "not found")], end=True)),
     ]
-    return three_ways(lambda: Http2Parser(schemas=schemas), script, trailing=b"")  # type: ignore[arg-type]
+    return three_ways(lambda: Http2Parser(schemas=schemas), script, trailing=b"")  # type: ignore[arg-type]  # noqa: E501
 
 
 def test_grpc_stream_schema_less_and_named() -> None:
@@ -119,7 +119,7 @@ def test_grpc_stream_schema_less_and_named() -> None:
     fds, _, _ = schema()
     (y,) = grpc_call(ProtoSchemas.from_bytes(fds))
     assert y.response["messages"] == [{"greeting": "hi ada", "scores": [1, 2]}]
-    assert make_protocol(ProtoSchemas.from_bytes(fds)).factory(None).schemas is not None  # type: ignore[arg-type,attr-defined]
+    assert make_protocol(ProtoSchemas.from_bytes(fds)).factory(None).schemas is not None  # type: ignore[arg-type,attr-defined]  # noqa: E501
 
 
 @given(st.binary(max_size=200))
@@ -147,7 +147,7 @@ def test_live_grpcio(tmp_path: Path) -> None:
         req = req_cls.FromString(raw)
         if req.name == "nobody":
             ctx.abort(grpc.StatusCode.NOT_FOUND, "no such person")
-        return rep_cls(greeting=f"hello {req.name}", scores=[7]).SerializeToString()  # type: ignore[no-any-return]
+        return rep_cls(greeting=f"hello {req.name}", scores=[7]).SerializeToString()  # type: ignore[no-any-return]  # noqa: E501
 
     def many(raw: bytes, ctx: Any) -> Any:
         req = req_cls.FromString(raw)
@@ -206,3 +206,25 @@ def test_live_grpcio(tmp_path: Path) -> None:
         named += feed_stream(Http2Parser(schemas=schemas), chunks)
     assert named[0].request["messages"] == [{"name": "ada"}]
     assert named[0].response["messages"] == [{"greeting": "hello ada", "scores": [7]}]
+
+
+def test_grpc_web_trailers_in_body() -> None:
+    ce, se = hpack.Encoder(), hpack.Encoder()
+    h = [(":method", "POST"), (":scheme", "http"), (":path", "/demo.Greeter/Hello"),
+         (":authority", "x"), ("content-type", "application/grpc-web+proto")]  # fmt: skip
+    trailer = b"grpc-status: 7\r\ngrpc-message: denied\r\n"
+    script = [
+        (C, PREFACE + headers(ce, 1, h) + data(1, grpc_msg(b"\x0a\x01a"), end=True)),
+        (S, headers(se, 1, [(":status", "200"), ("content-type", "application/grpc-web+proto")])),
+        (
+            S,
+            data(
+                1,
+                grpc_msg(b"\x0a\x01b") + b"\x80" + len(trailer).to_bytes(4, "big") + trailer,
+                end=True,
+            ),
+        ),
+    ]
+    (x,) = three_ways(Http2Parser, script, trailing=b"")  # type: ignore[arg-type]
+    assert x.proto == "grpc" and x.response["grpc_status"] == 7
+    assert x.response["grpc_message"] == "denied" and x.response["messages"] == [{"1": "b"}]
