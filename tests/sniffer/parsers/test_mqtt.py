@@ -200,7 +200,23 @@ def test_live_mosquitto(tmp_path: Path) -> None:
         finally:
             c.disconnect()
             c.loop_stop()
-    assert len(got) == 3
+        # an MQTT 5 client: properties, user properties, a QoS 1 publish
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        c5 = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="kw-v5",
+                         protocol=mqtt.MQTTv5)  # fmt: skip
+        c5.connect("127.0.0.1", port)
+        c5.loop_start()
+        try:
+            props = Properties(PacketTypes.PUBLISH)
+            props.ContentType = "application/json"
+            props.UserProperty = [("trace", "t-1")]
+            c5.publish("kw/v5", b'{"v": 5}', qos=1, properties=props).wait_for_publish(5)
+        finally:
+            c5.disconnect()
+            c5.loop_stop()
+    assert len(got) >= 3
     es = capture_exchanges(str(cap), "mqtt", port, "mqtt")
     methods = [(e["request"]["method"], e["request"]["from"], e["request"].get("topic"),
                 e["request"].get("qos")) for e in es]  # fmt: skip
@@ -211,6 +227,14 @@ def test_live_mosquitto(tmp_path: Path) -> None:
     ]  # fmt: skip
     for want in wanted:
         assert want in methods, (want, methods)
+    v5 = next(
+        e for e in es if e["request"].get("topic") == "kw/v5" and e["request"]["from"] == "client"
+    )  # noqa: E501
+    assert v5["request"]["content_type"] == "application/json"
+    assert v5["request"]["user_properties"] == {"trace": "t-1"}
+    assert v5["response"]["packet"] == "PUBACK" and v5["request"]["body"] == '{"v": 5}'
+    con5 = next(e for e in es if e["request"].get("client_id") == "kw-v5")
+    assert con5["request"]["protocol_version"] == "5.0" and con5["response"]["reason"] == "Success"
     q2 = next(
         e for e in es if e["request"].get("topic") == "kw/q2" and e["request"]["from"] == "client"
     )
