@@ -16,6 +16,7 @@ import mmap
 import select
 import socket
 import struct
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -79,6 +80,7 @@ class PacketRing:
         self.kernel_drops = 0
         self.kernel_packets = 0
         self.handler_errors = 0
+        self._stats_lock = threading.Lock()
         self._block = 0
         try:
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
@@ -131,9 +133,11 @@ class PacketRing:
         self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_BPF, prog_fd)
 
     # --- reading ---------------------------------------------------------------------
-    def dispatch(self, handler: FrameHandler, timeout: float, max_blocks: int = 0) -> int:
-        """Hand every frame of the ready blocks to ``handler``; wait up to ``timeout``
-        seconds for one when none is ready. Returns the number of frames handed on."""
+    def dispatch(self, handler: FrameHandler, timeout: float, max_blocks: int = 8) -> int:
+        """Hand every frame of up to ``max_blocks`` ready blocks to ``handler``; wait up to
+        ``timeout`` seconds for one when none is ready. Returns the number of frames handed
+        on. Bounded, so that a caller behind on a full ring still gets control back often
+        (to collect entries, apply time-outs) instead of draining the whole ring first."""
         mm = self.mm
         bs = self.config.block_size
         n = self.config.block_count
@@ -181,10 +185,11 @@ class PacketRing:
 
     def read_stats(self) -> tuple[int, int]:
         """(packets, drops) the kernel counted since the last call; totals kept here."""
-        raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS3.size)
-        packets, drops, _ = _STATS3.unpack(raw)
-        self.kernel_packets += packets
-        self.kernel_drops += drops
+        with self._stats_lock:  # reading resets the kernel's counters: one reader at a time
+            raw = self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, _STATS3.size)
+            packets, drops, _ = _STATS3.unpack(raw)
+            self.kernel_packets += packets
+            self.kernel_drops += drops
         return packets, drops
 
     def close(self) -> None:

@@ -40,3 +40,4 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             for agent in c.agents:
                 agent.stop(drain_timeout=0.5)
             hub.kill()
+            c.hub.kill()  # a test may have swapped in a hub of its own
