@@ -14,6 +14,7 @@ MODULES: list[str] = [
     "benchmarks.hub_ingest",
     "benchmarks.hub_query",
     "benchmarks.redaction",
+    "benchmarks.live_capture",
 ]
 
 
