@@ -36,6 +36,8 @@ PREFIX = "kwt"
 STATE_DIR = Path("/run/kubeweir-testnode")
 POD_NETS = ipaddress.ip_network("10.244.128.0/17")
 REPO = Path(__file__).resolve().parents[2]
+NETNS_ETC = Path("/etc/netns")
+"""``ip netns exec NAME`` bind-mounts the files of ``/etc/netns/NAME`` over ``/etc``."""
 
 
 class NodeError(RuntimeError):
@@ -90,6 +92,7 @@ def _kill_netns(ns: str) -> None:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(p), signal.SIGKILL)
     _run("ip", "netns", "del", ns, check=False)
+    shutil.rmtree(NETNS_ETC / ns, ignore_errors=True)
 
 
 def _delete_owned(state: dict[str, Any]) -> None:
@@ -165,6 +168,17 @@ class Pod:
     def cmd(self, *args: str) -> list[str]:
         """The command line that runs ``args`` inside this pod's network namespace."""
         return ["ip", "netns", "exec", self.netns, *args]
+
+    def resolver(self, nameserver: str, search: Sequence[str] = (), ndots: int = 5) -> None:
+        """Resolve names in this pod through ``nameserver`` (a pod's ``resolv.conf``, as the
+        kubelet writes it); removed with the namespace."""
+        etc = NETNS_ETC / self.netns
+        etc.mkdir(parents=True, exist_ok=True)
+        lines = [f"nameserver {nameserver}"]
+        if search:
+            lines.append("search " + " ".join(search))
+        lines.append(f"options ndots:{ndots}")
+        (etc / "resolv.conf").write_text("\n".join(lines) + "\n")
 
     def exec(
         self, *args: str, timeout: float = 30.0, check: bool = True, input: str | None = None
