@@ -119,20 +119,16 @@ class HttpParser(HttpReader):
                 return
         # The framing is lost. A message that had started is broken; when the hole
         # spans the start of a new message, that message is lost as well.
-        lost_start = False
         if msg is not None:
             msg.gaps += length
-            if state == _BODY_LENGTH and length > h.remaining:
-                lost_start = True
+            crossed = state == _BODY_LENGTH and length > h.remaining
             self._break_message(h, ts)
-        else:
-            # idle or inside a head: a message begins in (or before) the hole
-            lost_start = True
-            if not self._lost_message(h, length):
-                h.pending_gap += length
-            lost_start = False
-        if lost_start:
-            self._lost_message(h, 0)
+            if crossed:  # the body ended inside the hole and the next message began
+                self._lost_message(h, 0)
+        elif not self._lost_message(h, length):
+            # idle or inside a head: a message begins in (or before) the hole; the
+            # bytes are counted on the next message read if no exchange took them
+            h.pending_gap += length
         h.buf = b""
         h.pos = h.scan = 0
         h.start_ts = None
