@@ -1173,15 +1173,22 @@ class Engine:
         response = job.headers_first(response, "response")
         full = proto in _FULL_PROTOS or rs.gate is None
         blobs: list[bytes] = []
-        request, head_hit = job.side(request, "request", proto, full, summary, blobs)
-        response, _ = job.side(response, "response", proto, full, None, blobs)
-        if summary and head_hit:  # the summary repeats the request's path and query
-            summary = job.summary(summary)
+        whole = b"" if full else _json_encode((request, response, summary))
+        if full or rs.gate.Match(whole):
+            # something somewhere: look at each side, its head and its body, on its own
+            request, head_hit = job.side(request, "request", proto, full, summary, blobs)
+            response, _ = job.side(response, "response", proto, full, None, blobs)
+            if summary and head_hit:  # the summary repeats the request's path and query
+                summary = job.summary(summary)
+        else:
+            blobs.append(whole)  # the usual case: one encoding and one RE2 pass in all
         if job.secrets:
             echo = job.echo_list()
-            if any(esc in b for b in blobs for _, esc in echo) or any(
-                s in m.get("body", "") for m in (request, response) if m for s, _ in echo
-            ):
+            encoded = b"\n".join(blobs)  # heads (or everything) as encoded before
+            bodies = "\n".join(
+                m["body"] for m in (request, response) if m and type(m.get("body")) is str
+            )
+            if any(esc in encoded or s in bodies for s, esc in echo):
                 request = job.echoes(request, "request", echo)
                 response = job.echoes(response, "response", echo)
                 if summary:

@@ -65,9 +65,11 @@ class NameRule:
         return f"{self.kind}:{self.name}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class PatternRule:
-    """Redact values that match ``regex`` and pass ``validator`` wherever strings are scanned."""
+    """Redact values that match ``regex`` and pass ``validator`` wherever strings are scanned.
+
+    Compared by identity (a builtin is one object), which keeps membership tests cheap."""
 
     name: str
     regex: re.Pattern[str]
