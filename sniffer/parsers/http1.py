@@ -18,7 +18,9 @@ Entry fields (``proto="http"``):
   ``upgrade`` (the protocol switched to, e.g. ``websocket``, ``h2c``, ``tcp``; ``CONNECT``
   for a tunnel) when the connection stopped speaking HTTP after it, and ``informational``
   (the 1xx statuses that came before it, e.g. ``[100]``).
-- error: ``no response`` (none before the connection ended or the time-out, see
+- error: ``incomplete request`` (the connection ended inside a request head; the
+  request-line, if whole, fills the request, and ``head_preview`` keeps the first bytes),
+  ``no response`` (none before the connection ended or the time-out, see
   ``expire``), ``no request`` (the request was not captured), ``late response`` (came
   after its request had timed out), ``gap`` (bytes missing from the capture broke the message),
   ``incomplete response`` (the connection ended inside the response).
@@ -162,11 +164,41 @@ class HttpParser(HttpReader):
         cli = self._client
         if cli.msg is not None:
             cli.msg = None  # its body stays incomplete; it still waits for nothing
+        elif cli.state is _HEAD and bytes(cli.buf[cli.pos :]).strip():
+            self._incomplete_request(cli)
         while self._pending:
             req = self._pending.popleft()
             if not req.lost:
                 self._finish(req, None, None, "no response")
         self._closed = True
+
+    def _incomplete_request(self, h: _Half) -> None:
+        """The connection ended inside a request head: keep what it said."""
+        raw = bytes(h.buf[h.pos : h.pos + 8192])
+        line = raw.split(b"\n", 1)[0].rstrip(b"\r").decode("latin-1")
+        method, _, rest = line.partition(" ")
+        target, _, version = rest.rpartition(" ")
+        if not version.startswith("HTTP/1."):
+            target, version = rest, ""
+        path, query, host = split_target(target) if target else ("", "", "")
+        fields: dict[str, Any] = {
+            "method": method[:32],
+            "path": path,
+            "query": query,
+            "version": version,
+            "host": host,
+            "headers": {},
+            "content_type": "",
+            "body": "",
+            "body_encoding": "utf8",
+            "body_size": 0,
+            "body_truncated": True,
+            "head_preview": raw[:256].decode("latin-1"),
+        }
+        msg = _Msg(h.start_ts if h.start_ts is not None else 0.0, fields, method[:32])
+        msg.target = target
+        msg.emitted = True
+        self._finish(msg, None, None, "incomplete request")
 
     def take(self) -> list[Exchange]:
         out = self._done

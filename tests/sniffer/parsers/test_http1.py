@@ -621,3 +621,22 @@ def test_gap_from_a_body_into_the_next_request() -> None:
         ("GET /3 → 202", "", 0),
     ]
     assert ex[0].request["body"] == "abc" and ex[0].request["body_truncated"] is True
+
+
+def test_connection_ending_inside_a_request_head() -> None:
+    ex = three_ways(
+        HttpParser,
+        [
+            (C, b"GET /a HTTP/1.1\r\n\r\n"),
+            (S, resp("200 OK")),
+            (C, b"POST /b?x=1 HTTP/1.1\r\nHost: h\r\nContent-Le"),
+        ],
+        {},
+    )
+    assert [(e.summary, e.error) for e in ex] == [
+        ("GET /a → 200", ""),
+        ("POST /b?x=1 → incomplete request", "incomplete request"),
+    ]
+    r = ex[1].request
+    assert (r["method"], r["path"], r["query"], r["version"]) == ("POST", "/b", "x=1", "HTTP/1.1")
+    assert r["head_preview"].endswith("Content-Le") and ex[1].ts == 3.0
