@@ -30,6 +30,7 @@ class _Gen:
     def __init__(self, table: sa.Table, now: datetime) -> None:
         self.c = table.c
         self.now = now
+        self.guards: list[Expr] = []
 
     def pred(self, p: a.Predicate, positive: bool = True) -> Expr:
         if isinstance(p, a.And):
@@ -45,6 +46,12 @@ class _Gen:
         return sa.func.coalesce(self.atom(p), sa.false(), type_=sa.Boolean())
 
     def atom(self, p: a.Predicate) -> Expr:
+        """One test; JSON values add their type tests (``guards``) as extra conjuncts."""
+        self.guards = []
+        expr = self._atom(p)
+        return sa.and_(expr, *self.guards) if self.guards else expr
+
+    def _atom(self, p: a.Predicate) -> Expr:
         if isinstance(p, a.Compare):
             left = self.term(p.left, p.domain)
             right = self.operand(p.right, p.domain)
@@ -88,6 +95,7 @@ class _Gen:
         if spec.json:
             col = self.c[spec.column]
             ptr = self.pointer(f)
+            self.guards.append(sql.json_is(col, ptr, domain))
             if domain == "string":
                 return sql.json_text(col, ptr)
             if domain == "number":
