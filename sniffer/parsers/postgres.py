@@ -178,6 +178,11 @@ class PostgresParser(StreamParser):
         while not self._stopped:
             avail = len(buf) - pos
             if direction is Direction.CLIENT and not self._started:
+                if avail and buf[pos] in _MIDSTREAM_FIRST and not self._units:
+                    # mid-stream: the connection began before the capture; a typed
+                    # message (a query, a Parse...) means the startup is long past
+                    self._started = True
+                    continue
                 if avail < 8:
                     break
                 (length,) = _I32.unpack_from(buf, pos)
@@ -524,11 +529,31 @@ class PostgresParser(StreamParser):
         return out
 
 
+_MIDSTREAM_FIRST = frozenset(b"QPBEDSCHXF")
+"""Frontend message types that can open a capture taken mid-connection (a startup
+message's first byte is 0: its length is below 16 MiB)."""
+_SQL_START = re.compile(rb"\s*(?:--|/\*|\(|[A-Za-z]{2,})")
+
+
 def detect(data: bytes, direction: Direction) -> Verdict:
     """The client's first message: a StartupMessage (protocol 3.x), SSLRequest,
-    GSSENCRequest or CancelRequest."""
+    GSSENCRequest or CancelRequest — or, mid-connection, a simple Query or a Parse whose
+    text starts like SQL."""
     if direction is not Direction.CLIENT:
         return Verdict.NO
+    if data[:1] in (b"Q", b"P"):
+        if len(data) < 9:
+            return Verdict.MORE
+        (length,) = _I32.unpack_from(data, 1)
+        if not 8 <= length <= _MAX_MSG:
+            return Verdict.NO
+        text_at = 5 if data[:1] == b"Q" else data.find(b"\0", 5) + 1
+        if text_at <= 0:
+            return Verdict.MORE if len(data) < 64 else Verdict.NO
+        sql = data[text_at:]
+        if len(sql) < 4 and len(data) < 64 and text_at + 4 < length + 1:
+            return Verdict.MORE
+        return Verdict.YES if _SQL_START.match(sql) else Verdict.NO
     if len(data) < 8:
         return Verdict.MORE
     length, code = _I32I32.unpack_from(data, 0)
@@ -550,4 +575,5 @@ PROTOCOL = StreamProtocol(
     factory=PostgresParser,
     detect=detect,
     ports=frozenset({5432}),
+    midstream=True,
 )

@@ -311,3 +311,28 @@ def test_named_statements_are_bounded_and_closed() -> None:
     assert len(p._statements) == pg._MAX_NAMED and "s0" not in p._statements
     p.feed(C, msg(b"C", b"Ss10\0"), 2.0)
     assert "s10" not in p._statements
+
+
+def test_midstream_connection_from_a_pool(tmp_path: Path) -> None:
+    """A pooled connection opened before the capture: no startup, the first bytes are a
+    query. The detector knows a Query/Parse; the parser starts there."""
+    from kubeweir import pcapgen
+
+    q = msg(b"Q", b"SELECT 1\0")
+    assert PROTOCOL.detect(q, C) is Verdict.YES
+    assert PROTOCOL.detect(parse("UPDATE t SET a = 1"), C) is Verdict.YES
+    assert PROTOCOL.detect(b"Q\0\0\0\x0c\x01\x02\x03\x04\x05\x06\x07", C) is Verdict.NO
+    xs = three_ways(PostgresParser, [
+        (C, q),
+        (S, rowdesc("?column?") + datarow(b"1") + cc("SELECT 1") + READY),
+        (C, parse("SELECT $1") + bind(1) + EXECUTE + SYNC),
+        (S, msg(b"1", b"") + msg(b"2", b"") + datarow(b"x") + cc("SELECT 1") + READY),
+    ], trailing=b"")  # fmt: skip
+    assert [x.summary for x in xs] == ["SELECT 1 → SELECT 1", "SELECT $1 → SELECT 1"]
+    pkts = pcapgen.tcp_session(
+        [("c", q), ("s", rowdesc("a") + datarow(b"1") + cc("SELECT 1") + READY)],
+        server=("10.0.0.2", 5432), handshake=False,
+    )  # fmt: skip
+    f = pcapgen.write_pcap(tmp_path / "pool.pcap", pkts)
+    (e,) = capture_exchanges(str(f), "postgres", 5432)
+    assert e["response"]["tag"] == "SELECT 1" and e["error"] == ""
