@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -108,7 +109,7 @@ def _free_port() -> int:
         return port
 
 
-def http_ingest(entries: list[Entry], batch: int, tmp: Path) -> tuple[float, int]:
+def http_ingest(entries: list[Entry], batch: int, senders: int, tmp: Path) -> tuple[float, int]:
     """Seconds to POST every batch to a hub process, and the hub's peak RSS (KiB)."""
     port = _free_port()
     cfg = tmp / "hub.yaml"
@@ -138,12 +139,16 @@ def http_ingest(entries: list[Entry], batch: int, tmp: Path) -> tuple[float, int
             time.sleep(0.2)
         headers = {"Authorization": "Bearer bench", "Content-Encoding": "zstd"}
         with httpx.Client(base_url=url, timeout=120) as c:
-            t = time.perf_counter()
-            accepted = 0
-            for b in bodies:
+
+            def post(b: bytes) -> int:
                 r = c.post("/api/v1/ingest", content=b, headers=headers)
                 r.raise_for_status()
-                accepted += r.json()["accepted"]
+                n: int = r.json()["accepted"]
+                return n
+
+            t = time.perf_counter()
+            with ThreadPoolExecutor(senders) as pool:  # sniffers on several nodes at once
+                accepted = sum(pool.map(post, bodies))
             elapsed = time.perf_counter() - t
         assert accepted == len(entries), accepted
         rss = _rss_kib(proc.pid)
@@ -164,25 +169,30 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--senders", type=int, default=4, help="concurrent senders (sniffers)")
     args = ap.parse_args()
     entries = rich_entries(args.entries)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         bare = bare_append(entries, str(tmp / "bare.duckdb"))
-        http, rss = http_ingest(entries, args.batch, tmp)
+        http, rss = http_ingest(entries, args.batch, args.senders, tmp)
     n = len(entries)
     bare_rate, http_rate = n / bare, n / http
     ratio = http_rate / bare_rate
     verdict = "meets" if ratio >= BAR else "MISSES"
     print("## Hub ingest (HTTP vs bare DuckDB Arrow append)\n")
-    print(f"`.venv/bin/python -m benchmarks.hub_ingest --entries {n} --batch {args.batch}`\n")
+    print(
+        f"`.venv/bin/python -m benchmarks.hub_ingest --entries {n} --batch {args.batch} "
+        f"--senders {args.senders}`\n"
+    )
     print("Rich rows: two 6-key header maps and a 300-byte body per entry; hub in its own")
     print("process on a DuckDB file; client posts pre-encoded zstd msgpack batches.\n")
     print("| path | entries | seconds | entries/s |")
     print("|---|---:|---:|---:|")
     print(f"| bare DuckDB Arrow append (same rows, storage columns) | {n} | {bare:.2f} | "
           f"{bare_rate:,.0f} |")  # fmt: skip
-    print(f"| `POST /api/v1/ingest` ({args.batch}/batch, zstd) | {n} | {http:.2f} | "
+    print(f"| `POST /api/v1/ingest` ({args.batch}/batch, zstd, {args.senders} senders) | {n} | "
+          f"{http:.2f} | "
           f"{http_rate:,.0f} |")  # fmt: skip
     print(f"\nRatio HTTP / bare: **{ratio:.2f}** (bar ≥ {BAR}: {verdict}). "
           f"Hub peak RSS {rss / 1024:.0f} MiB. {os.cpu_count()} CPUs, load average "
