@@ -276,6 +276,8 @@ class AmqpParser(StreamParser):
         self._header = [False, False]
         self._q = PendingQueue("amqp", self.limits.max_pending)
         self._content: dict[tuple[Direction, int], _Content] = {}
+        self._midstream = False
+        """The capture began after the connection did: orphan content frames are skipped."""
 
     def feed(self, direction: Direction, data: bytes, ts: float) -> None:
         buf = self._buf[direction]
@@ -283,8 +285,13 @@ class AmqpParser(StreamParser):
         pos = 0
         if direction is Direction.CLIENT and not self._header[0]:
             n = min(len(buf), 8)
-            if buf[:n] != HEADER[:n] and buf[:4] != b"AMQP"[: min(4, n)]:
+            if buf and buf[0] in (1, 2, 3, 8):
+                # mid-stream: the connection began before the capture; frames follow
+                self._header[0] = True
+                self._midstream = True
+            elif buf[:n] != HEADER[:n] and buf[:4] != b"AMQP"[: min(4, n)]:
                 raise ParseError("amqp: no protocol header")
+        if direction is Direction.CLIENT and not self._header[0]:
             if len(buf) < 8:
                 return
             self._header[0] = True
@@ -299,6 +306,8 @@ class AmqpParser(StreamParser):
                          error="protocol version mismatch")  # fmt: skip
             del buf[:8]
             return
+        if direction is Direction.SERVER and not self._header[0]:
+            self._midstream = True  # the broker speaks first: its client's start is gone
         self._header[direction] = True
         while len(buf) - pos >= 7:
             t, ch, size = _FRAME.unpack_from(buf, pos)
@@ -326,6 +335,8 @@ class AmqpParser(StreamParser):
             self._method(d, ch, cid, mid, args, ts)
         elif t == 2:
             c = self._content.get((d, ch))
+            if c is None and self._midstream:
+                return  # its method frame came before the capture
             if c is None or c.size >= 0:
                 raise ParseError("amqp: content header without a content method")
             if len(payload) < _CONTENT.size:
@@ -339,6 +350,8 @@ class AmqpParser(StreamParser):
                 self._content_done(d, ch, ts)
         elif t == 3:
             c = self._content.get((d, ch))
+            if c is None and self._midstream:
+                return
             if c is None or c.size < 0:
                 raise ParseError("amqp: body frame without a content header")
             room = self.limits.max_body - len(c.kept)
@@ -488,4 +501,5 @@ PROTOCOL = StreamProtocol(
     factory=AmqpParser,
     detect=detect,
     ports=frozenset({5672}),
+    midstream=True,
 )

@@ -257,3 +257,16 @@ def test_live_rabbitmq(tmp_path: Path) -> None:
     refused = [e for e in es if e["request"].get("args", {}).get("queue") == "nope"]
     assert refused[0]["response"]["reply_code"] == 404
     assert all(e["error"] == "" for e in es)
+
+
+def test_midstream_connection() -> None:
+    """A long-lived connection captured from its middle: frames from the first byte, a
+    body whose method was not captured, then whole deliveries."""
+    full = script()
+    deliver = full[15][1] + full[16][1]  # basic.deliver + its content
+    xs = three_ways(AmqpParser, [
+        (S, content(1, b"orphan")),  # the content of a delivery whose method came earlier
+        (S, deliver),
+        (C, method(1, 60, 80, struct.pack("!Q", 2) + b"\0")),
+    ], trailing=b"")  # fmt: skip
+    assert [x.summary for x in xs] == ["basic.deliver x=shop rk=x 6 B", "basic.ack"]
