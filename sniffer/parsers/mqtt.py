@@ -20,7 +20,9 @@ Entries (``proto="mqtt"``) — ``PROTOCOL_FIELDS``:
   the list ``reason_codes``), ``session_present``, ``acks`` (QoS 2: PUBREC, PUBREL,
   PUBCOMP).
 
-A QoS 0 PUBLISH and a DISCONNECT are entries without a response (not errors). QoS 1
+A QoS 0 PUBLISH and a DISCONNECT are entries without a response (not errors). A
+connection captured from its middle (port hint) is read from its first packet; without
+its CONNECT the version is taken as 3.1.1, so MQTT 5 properties then show in payloads. QoS 1
 PUBLISH pairs with PUBACK, QoS 2 with PUBREC/PUBREL/PUBCOMP, by packet id, separately
 for each sender (MQTT 3.1.1 §2.3.1, 5.0 §2.2.1).
 """
@@ -441,4 +443,5 @@ PROTOCOL = StreamProtocol(
     factory=MqttParser,
     detect=detect,
     ports=frozenset({1883}),
+    midstream=True,
 )

@@ -276,3 +276,20 @@ def test_v5_properties_and_auth_data() -> None:
     assert xs[1].request["user_properties"] == {"k": "v"} and xs[1].request["body"] == "{}"
     assert xs[2].request["method"] == "AUTH" and xs[2].request["reason"] == "Re-authenticate"
     assert xs[2].request["auth_data"] == "client-first"
+
+
+def test_midstream_without_connect(tmp_path: Path) -> None:
+    from kubeweir import pcapgen
+
+    pkts = pcapgen.tcp_session(
+        [("c", publish("a/b", b"x", qos=1, pid=7)), ("s", ack(4, 7)),
+         ("s", publish("a/b", b"y")), ("c", pkt(12, 0, b"")), ("s", pkt(13, 0, b""))],
+        server=("10.0.0.2", 1883), handshake=False,
+    )  # fmt: skip
+    f = pcapgen.write_pcap(tmp_path / "mid.pcap", pkts)
+    es = capture_exchanges(str(f), "mqtt", 1883)
+    assert [e["summary"] for e in es] == [
+        "PUBLISH a/b qos1 1 B → Success",
+        "PUBLISH a/b qos0 (broker) 1 B",
+        "PINGREQ → PINGRESP",
+    ]
