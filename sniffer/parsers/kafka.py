@@ -238,6 +238,7 @@ class KafkaParser(StreamParser):
         self._r = [_Reader(bytearray()), _Reader(bytearray())]
         self._q = PendingQueue("kafka", self.limits.max_pending)
         self._sync = [True, True]
+        self._requests_seen = False
         """Whether each direction is at a message boundary (False after a gap)."""
         self._raw_sasl = False
         """After a SaslHandshake v0, the client sends raw SASL tokens (KIP-43)."""
@@ -263,6 +264,8 @@ class KafkaParser(StreamParser):
         return ok
 
     def feed(self, direction: Direction, data: bytes, ts: float) -> None:
+        if direction is Direction.SERVER and not self._requests_seen:
+            return  # a capture that began mid-connection: replies to unseen requests
         if not self._sync[direction] and not self._resume(direction, data):
             return
         r = self._r[direction]
@@ -299,6 +302,7 @@ class KafkaParser(StreamParser):
     # -- requests --
 
     def _request(self, msg: bytes, total: int, ts: float) -> None:
+        self._requests_seen = True
         if self._raw_sasl:
             self._raw_sasl = False
             raw: dict[str, Any] = {

@@ -346,9 +346,12 @@ class RedisParser(StreamParser):
         self._q = PendingQueue("redis", self.limits.max_pending)
         self._subscribed = False
         self._sync = [True, True]
+        self._requests_seen = False
         """Whether each direction is at a message boundary (False after a gap)."""
 
     def feed(self, direction: Direction, data: bytes, ts: float) -> None:
+        if direction is Direction.SERVER and not self._requests_seen:
+            return  # a capture that began mid-connection: replies to unseen requests
         if not self._sync[direction] and not self._resume(direction, data):
             return
         for v, start in self._readers[direction].feed(data, ts):
@@ -387,6 +390,7 @@ class RedisParser(StreamParser):
     # -- requests --
 
     def _request(self, v: RespValue, ts: float) -> None:
+        self._requests_seen = True
         if v.kind != "array" or not v.data or any(i.kind != "bulk" for i in v.data):
             raise ParseError("redis: a command must be an array of bulk strings")
         words: list[bytes] = [i.data for i in v.data]

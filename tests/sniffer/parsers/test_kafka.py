@@ -302,3 +302,13 @@ def test_gap_resynchronises_by_correlation_id() -> None:
     before, after = feed_script(KafkaParser, script)
     got = [(x.request.get("api"), x.error) for x in before + after]
     assert got == [("Fetch", ""), ("Metadata", "no response")]
+
+
+def test_midstream_capture_starts_with_a_response_tail(tmp_path: Path) -> None:
+    pkts = pcapgen.tcp_session(
+        [("s", fetch_resp_v4(1)[7:]), ("c", metadata_v1(5, ["a"])), ("s", metadata_resp_v1(5))],
+        server=("10.0.0.2", 9092), handshake=False,
+    )  # fmt: skip
+    f = pcapgen.write_pcap(tmp_path / "mid.pcap", pkts)
+    es = capture_exchanges(str(f), "kafka", 9092)
+    assert [e["summary"] for e in es] == ["Metadata v1 a → 2 topic(s) UNKNOWN_TOPIC_OR_PARTITION"]

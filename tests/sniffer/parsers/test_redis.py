@@ -281,3 +281,15 @@ def test_gap_resynchronises_at_next_command() -> None:
         ("GET a", "gap: 7 bytes lost", 7),
         ('GET b → "B"', "", 0),
     ]
+
+
+def test_midstream_capture_starts_with_a_reply_tail(tmp_path: Path) -> None:
+    from kubeweir import pcapgen
+
+    pkts = pcapgen.tcp_session(
+        [("s", b"lue-of-an-earlier-reply\r\n"), ("c", cmd("GET", "k")), ("s", b"$1\r\nv\r\n")],
+        server=("10.0.0.2", 6379), handshake=False,
+    )  # fmt: skip
+    f = pcapgen.write_pcap(tmp_path / "mid.pcap", pkts)
+    es = capture_exchanges(str(f), "redis", 6379)
+    assert [e["summary"] for e in es] == ['GET k → "v"']
