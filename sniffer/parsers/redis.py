@@ -17,7 +17,9 @@ Entries (``proto="redis"``) — ``PROTOCOL_FIELDS``:
   response ``{type: "push", kind, channel, pattern?, value}``.
 
 Pipelined commands pair with replies in order (RESP §"Pipelining"); ``SUBSCRIBE a b``
-takes one confirmation per channel.
+takes one confirmation per channel. A capture that begins mid-connection starts at the
+client's next command (server bytes before it are skipped); after lost bytes the requests
+in flight are reported with the gap and reading resumes at the next command.
 """
 
 from __future__ import annotations
