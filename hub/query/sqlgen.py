@@ -31,6 +31,7 @@ class _Gen:
         self.c = table.c
         self.now = now
         self.guards: list[Expr] = []
+        self.bare = False
 
     def pred(self, p: a.Predicate, positive: bool = True) -> Expr:
         if isinstance(p, a.And):
@@ -48,6 +49,7 @@ class _Gen:
     def atom(self, p: a.Predicate) -> Expr:
         """One test; JSON values add their type tests (``guards``) as extra conjuncts."""
         self.guards = []
+        self.bare = not _true_on_default(p)
         expr = self._atom(p)
         return sa.and_(expr, *self.guards) if self.guards else expr
 
@@ -86,7 +88,7 @@ class _Gen:
         """The raw column, defaults applied, other protocols' values masked."""
         spec = f.spec
         col: Expr = self.c[spec.column]
-        if spec.default is not None and spec.type not in (MAP, LIST):
+        if spec.default is not None and spec.type not in (MAP, LIST) and not self.bare:
             col = sa.func.coalesce(col, sql.bind(spec.default), type_=col.type)
         return col
 
@@ -173,6 +175,29 @@ _OPS: dict[str, Any] = {
     ">": operator.gt,
     ">=": operator.ge,
 }
+
+
+def _true_on_default(p: a.Predicate) -> bool:
+    """Whether the test could hold on the field's default value ("" for a namespace...).
+    When it can't, a NULL column (a default the store did not fill in) already reads as
+    no match and the column is compared bare (no ``coalesce``: cheaper, and DuckDB can
+    push the filter into the scan)."""
+    if isinstance(p, a.Compare) and isinstance(p.left, a.Field) and isinstance(p.right, a.Const):
+        default = p.left.spec.default
+        if default is None or p.left.spec.json or p.left.keys:
+            return True
+        try:
+            return bool(_OPS[p.op](default, p.right.value))
+        except TypeError:
+            return True
+    if isinstance(p, a.InList) and isinstance(p.left, a.Field):
+        default = p.left.spec.default
+        return default is None or default in p.values or bool(p.left.keys)
+    if isinstance(p, a.StrTest) and p.op != "matches":
+        return p.arg in ("", b"")
+    if isinstance(p, a.Truth):
+        return p.field.spec.default is not False
+    return True
 
 
 def _naive_utc(t: datetime) -> datetime:

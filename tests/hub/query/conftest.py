@@ -18,6 +18,20 @@ from kubeweir.entry import Entry, entry_to_builtins
 
 NOW = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 
+_DEFAULTS: dict[str, str] = {
+    **{
+        f"{side}_{name}": default
+        for side in ("src", "dst")
+        for name, default in (
+            ("port", "0"), ("pod", "''"), ("namespace", "''"), ("workload", "''"),
+            ("service", "''"), ("node", "''"), ("labels", "MAP {}"),
+        )
+    },
+    "summary": "''", "error": "''", "tls": "false", "node": "''", "stream": "''",
+    "idx": "0", "gaps": "0", "redacted": "[]", "req_body": "''::BLOB",
+    "resp_body": "''::BLOB",
+}  # fmt: skip
+
 
 class Both:
     """Entries loaded into DuckDB and kept as dicts; ``run`` answers with both back ends."""
@@ -27,7 +41,9 @@ class Both:
         self.raw = conn.connection.driver_connection
         self.dicts: dict[str, dict[str, Any]] = {}
 
-    def load(self, entries: Sequence[Entry]) -> None:
+    def load(self, entries: Sequence[Entry], *, defaults_as_null: bool = False) -> None:
+        """Store ``entries``; with ``defaults_as_null`` the struct defaults ("" , 0, false,
+        empty map/list) are stored as NULL, as another store might keep them."""
         self.raw.execute("DELETE FROM entries")
         self.dicts = {e.id: entry_to_builtins(e) for e in entries}
         if not entries:
@@ -42,6 +58,11 @@ class Both:
             source = f"({hub_duckdb.batch_to_columns_sql('_q_batch')})"  # type: ignore[attr-defined]
         self.raw.execute(f"INSERT INTO entries ({cols}) SELECT {cols} FROM {source}")
         self.raw.unregister("_q_batch")
+        if defaults_as_null:
+            for col, default in _DEFAULTS.items():
+                self.raw.execute(
+                    f"UPDATE entries SET {col} = NULL WHERE {col} IS NOT DISTINCT FROM {default}"
+                )
 
     def sql_ids(self, text: str, now: datetime = NOW) -> set[str]:
         where = compile_query(text).where(entries_table, now)

@@ -196,10 +196,13 @@ CASES: list[tuple[str, set[str]]] = [
 ]
 
 
+@pytest.mark.parametrize("nulls", [False, True], ids=["stored", "defaults-null"])
 @pytest.mark.parametrize(("text", "expected"), CASES, ids=[c[0] or "<empty>" for c in CASES])
-def test_construct_on_both_back_ends(both: Both, text: str, expected: set[str]) -> None:
+def test_construct_on_both_back_ends(
+    both: Both, text: str, expected: set[str], nulls: bool
+) -> None:
     entries = _entries()
-    both.load(list(entries.values()))
+    both.load(list(entries.values()), defaults_as_null=nulls)
     names = {e.id: name for name, e in entries.items()}
     got = both.run(text)
     assert {names[i] for i in got} == expected

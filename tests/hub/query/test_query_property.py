@@ -226,14 +226,16 @@ QUERIES = st.recursive(
     entries=entry_lists(),
     queries=st.lists(QUERIES, min_size=1, max_size=6),
     shift=st.sampled_from([0.0, 0.5, -30.0]),
+    nulls=st.booleans(),
 )
 def test_sql_and_python_agree(
-    engine: sa.Engine, entries: list[Entry], queries: list[str], shift: float
+    engine: sa.Engine, entries: list[Entry], queries: list[str], shift: float, nulls: bool
 ) -> None:
+    """``nulls``: the struct defaults stored as NULL (another store's choice)."""
     now = NOW + timedelta(seconds=shift)
     with engine.connect() as conn:
         both = Both(conn)
-        both.load(entries)
+        both.load(entries, defaults_as_null=nulls)
         for q in queries:
             both.run(q, now)
 
