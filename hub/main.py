@@ -37,6 +37,7 @@ def open_storage(settings: Settings) -> Storage:
         retention_max_bytes=settings.retention_max_bytes,
         retention_interval=settings.retention_interval,
         memory_limit=settings.db_memory_limit,
+        checkpoint_threshold=settings.db_checkpoint_threshold,
     )
 
 

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     """DuckDB file, or ``:memory:``."""
     db_memory_limit: str | None = "1GiB"
     """DuckDB's memory limit (it spills to disk beyond it); None for DuckDB's default."""
+    db_checkpoint_threshold: str | None = "256MB"
+    """WAL size that triggers a checkpoint (DuckDB's default is 16MB)."""
     ingest_token: SecretStr | None = None
     """Shared sniffer credential (standalone / until TokenReview)."""
     viewer_tokens: dict[str, ViewerTokenConfig] = Field(default_factory=dict)
