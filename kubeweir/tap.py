@@ -21,6 +21,7 @@ import queue
 import secrets
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
@@ -505,7 +506,7 @@ def run(
 
 def sys_flush() -> None:
     with contextlib.suppress(OSError, ValueError):
-        click.get_text_stream("stdout").flush()
+        sys.stdout.flush()
 
 
 def _teardown(shop: Any, agent: Any, hub: _Hub | None) -> None:

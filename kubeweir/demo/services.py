@@ -39,7 +39,7 @@ DECLINED_CARD = "4000000000000002"
 PAYMENTS_TOKEN = "sk_test_demo_payments_7f3c9a"
 """The bearer token orders presents to payments (a demo secret for redaction to catch)."""
 
-PRODUCTS = {
+PRODUCTS: dict[int, dict[str, Any]] = {
     i: {"id": i, "name": name, "price": price}
     for i, (name, price) in enumerate(
         [
@@ -307,11 +307,12 @@ def run_payments() -> None:
 def run_orders() -> None:
     import paho.mqtt.client as mqtt
     import redis
+    from paho.mqtt.enums import CallbackAPIVersion
 
     store = redis.Redis(host="redis", port=6379, socket_timeout=3)
     inventory = Inventory()
     payments = HttpClient("payments.payments")
-    events = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"orders-{os.getpid()}")
+    events = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"orders-{os.getpid()}")
     events.connect_async("events", 1883, keepalive=30)
     events.loop_start()
     detail = re.compile(r"^/api/orders/(\d+)$")
@@ -327,7 +328,7 @@ def run_orders() -> None:
         if code != "OK":
             return 409, {"error": res.get("message", code)}
         oid = int(store.incr("orders:seq"))
-        amount = round(PRODUCTS[pid]["price"] * qty, 2)  # type: ignore[operator]
+        amount = round(float(PRODUCTS[pid]["price"]) * qty, 2)
         status, charge = payments.call(
             "POST",
             "/api/charges",
@@ -336,7 +337,7 @@ def run_orders() -> None:
         )
         if status >= 500:
             return 503, {"error": "payments unavailable", "order": oid}
-        order = {"id": oid, "product": pid, "quantity": qty, "amount": amount}
+        order: dict[str, Any] = {"id": oid, "product": pid, "quantity": qty, "amount": amount}
         order["status"] = "paid" if status == 201 else "payment_failed"
         store.set(f"order:{oid}", json.dumps(order), ex=600)
         store.lpush("orders:recent", oid)
