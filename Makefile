@@ -2,6 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+TAP_ARGS ?=
 
 .PHONY: setup run test lint bench bench-all fuzz-deep soak front clean
 
@@ -12,7 +13,7 @@ front: setup
 	@if [ -f front/package.json ]; then cd front && npm run --silent build; fi
 
 run: setup front
-	$(PY) -m kubeweir.run
+	$(PY) -m kubeweir tap --demo $(TAP_ARGS)
 
 test: setup front
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
