@@ -2,9 +2,16 @@
 
 ``Engine(config).apply(entry)`` replaces every sensitive value with ``[REDACTED]`` and
 appends the path of each replacement to ``entry.redacted``. It never mutates its input,
-does no I/O, and keeps no per-call state on the engine, so one engine serves many
-threads. Work is skipped where it can't find anything: the value patterns run only where
-a cheap pre-check over the entry's JSON encoding says a candidate exists.
+does no I/O, and keeps no per-call state on the engine (its caches only grow, under the
+GIL, and are bounded), so one engine serves many threads.
+
+Work is skipped where it can't find anything. Headers are redacted by name first (the
+usual find); then one RE2 pass over the JSON encoding of the rest of the entry (``_gate``:
+every pattern's hint, every sensitive query/form/JSON/field name, and whatever could hide
+one: percent-encoding, escapes, base64, multipart) decides whether anything else could
+be there. Most entries stop there. Otherwise each side gets the same look on its own, its
+head and its body apart, and a body is parsed only when a sensitive key may be in it.
+Python regexes run only at the anchors of patterns whose hint matched (``_spans``).
 
 Order of work for each of ``request`` and ``response``:
 
@@ -90,9 +97,7 @@ class _RuleSet:
         "json_names",
         "json_paths",
         "patterns",
-        "pre",
         "keys",
-        "name_re",
         "hint_set",
         "hinted",
         "unhinted",
@@ -125,23 +130,13 @@ class _RuleSet:
         self.json_names = frozenset(json_names)
         self.json_paths = {k: tuple(v) for k, v in json_paths.items()}
         self.patterns = tuple(patterns.values())
-        self.pre = tuple(
-            (p, tuple(a.encode() for a in p.anchors), tuple(x.encode() for x in p.shapes))
-            for p in self.patterns
-        )
-        # names whose absence from a text proves no key there is sensitive; a name that
-        # holds another (accesstoken holds token) is left out, the shorter one suffices
+        # JSON key names whose absence from a body proves no key there is sensitive; a
+        # name that holds another (accesstoken holds token) is left out
         words = sorted({*self.json_names, *self.json_paths}, key=len)
         minimal: list[str] = []
         for w in words:
             if not any(m in w for m in minimal):
                 minimal.append(w)
-        self.name_re: Any = None
-        if minimal:
-            self.name_re = re2.Set.SearchSet(re2.Options())
-            for w in minimal:
-                self.name_re.Add(re.escape(w))
-            self.name_re.Compile()
         # every pattern's hint in one RE2 set: one linear pass tells which may hit
         self.hinted = tuple(p for p in self.patterns if p.hint)
         self.unhinted = tuple(p for p in self.patterns if not p.hint)
@@ -168,23 +163,6 @@ class _RuleSet:
         """Raw JSON key → 0 (not sensitive), 1 (a sensitive name), 2 (the last segment of
         a dotted path): a cache, so that a key seen before costs one dict lookup."""
 
-    def candidates(self, blob: bytes) -> tuple[PatternRule, ...]:
-        """The patterns that may match somewhere in ``blob`` (a superset, never fewer)."""
-        shaped: bytes | None = None
-        out: list[PatternRule] = []
-        for pattern, anchors, shapes in self.pre:
-            if anchors:
-                if any(a in blob for a in anchors):
-                    out.append(pattern)
-            elif shapes:
-                if shaped is None:
-                    shaped = blob.translate(_SHAPE_TABLE)
-                if any(x in shaped for x in shapes):
-                    out.append(pattern)
-            else:
-                out.append(pattern)
-        return tuple(out)
-
     def body_look(self, text: str) -> tuple[tuple[PatternRule, ...], bool]:
         """One pass over a body: the patterns whose hint matches, and whether a
         sensitive JSON key name may be there."""
@@ -207,14 +185,6 @@ class _RuleSet:
             return self.unhinted
         hinted = self.hinted
         return tuple(hinted[i] for i in sorted(idx)) + self.unhinted
-
-    def may_name(self, text: str) -> bool:
-        """Whether a JSON key in ``text`` could be sensitive (case, ``-`` and ``_`` ignored):
-        a superset check over the whole text, one C-speed pass."""
-        if self.name_re is None:
-            return False
-        folded = text.encode("utf-8", "surrogateescape").lower().translate(None, b"-_")
-        return bool(self.name_re.Match(folded))
 
     def key_class(self, key: str) -> int:
         nk = normalize(key)
@@ -358,15 +328,6 @@ class _Job:
         pieces.append(text[last:])
         self.hits[where if isinstance(where, str) else _display(where)] = None
         return "".join(pieces)
-
-    def validated(self, maybe: tuple[PatternRule, ...], text: str) -> tuple[PatternRule, ...]:
-        """Of ``maybe``, the active patterns with a validated hit in ``text``."""
-        if not maybe or not self.active:
-            return ()
-        active = self.active
-        hit: list[PatternRule] = []
-        _spans(tuple(p for p in maybe if p in active), text, hit)
-        return tuple(hit)
 
     def finds(self, text: str) -> tuple[PatternRule, ...]:
         """The active patterns that have a validated hit in ``text`` (empty: none)."""
@@ -1180,15 +1141,17 @@ class Engine:
             response, _ = job.side(response, "response", proto, full, None, blobs)
             if summary and head_hit:  # the summary repeats the request's path and query
                 summary = job.summary(summary)
-        else:
-            blobs.append(whole)  # the usual case: one encoding and one RE2 pass in all
         if job.secrets:
             echo = job.echo_list()
-            encoded = b"\n".join(blobs)  # heads (or everything) as encoded before
-            bodies = "\n".join(
-                m["body"] for m in (request, response) if m and type(m.get("body")) is str
-            )
-            if any(esc in encoded or s in bodies for s, esc in echo):
+            if whole and not blobs:  # nothing changed since the encoding: look there
+                again = any(esc in whole for _, esc in echo)
+            else:  # the heads as encoded before, and the bodies as they are now
+                encoded = b"\n".join(blobs)
+                bodies = "\n".join(
+                    m["body"] for m in (request, response) if m and type(m.get("body")) is str
+                )
+                again = any(esc in encoded or s in bodies for s, esc in echo)
+            if again:
                 request = job.echoes(request, "request", echo)
                 response = job.echoes(response, "response", echo)
                 if summary:
