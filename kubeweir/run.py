@@ -1,6 +1,6 @@
-"""``python -m kubeweir.run`` (what ``make run`` runs until the standalone mode lands):
-write a small sample capture with ``kubeweir.pcapgen`` and print its entries as a table
-through ``kubeweir read``."""
+"""``python -m kubeweir.run``: write a small sample capture with ``kubeweir.pcapgen`` and
+print its entries as a table through ``kubeweir read`` (no root, no network). ``make run``
+runs ``kubeweir tap --demo`` (``kubeweir/tap.py``) instead."""
 
 from __future__ import annotations
 
