@@ -163,6 +163,21 @@ class _Reader:
     block_promised: int = 0
 
 
+def _only_indexed(block: bytes) -> bool:
+    """Whether a header block holds indexed fields only (RFC 7541 §6.1: first bit 1)."""
+    pos, n = 0, len(block)
+    while pos < n:
+        b = block[pos]
+        if not b & 0x80:
+            return False
+        pos += 1
+        if b & 0x7F == 0x7F:  # the index continues (§5.1)
+            while pos < n and block[pos] & 0x80:
+                pos += 1
+            pos += 1
+    return n > 0
+
+
 def _headers(pairs: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str, str]]:
     """Regular headers (lower-case names, repeats joined) and pseudo-headers."""
     regular: dict[str, str] = {}
@@ -191,6 +206,10 @@ class Http2Parser(StreamParser):
         for d in self._hpack:
             d.max_header_list_size = self.limits.max_header_bytes
             d.max_allowed_table_size = 1 << 16
+        self._hcache: tuple[dict[bytes, list[tuple[str, str]]], ...] = ({}, {})
+        """Per direction: header blocks made only of indexed fields, decoded. Such a block
+        leaves the dynamic table as it was, so while nothing else is decoded the same bytes
+        mean the same headers (RFC 7541 §6.1); any other block empties the cache."""
         self._streams: dict[int, _Stream] = {}
         self._done: list[Exchange] = []
         self._midstream = False
@@ -355,10 +374,21 @@ class Http2Parser(StreamParser):
             r.block = None
         pairs: list[tuple[str, str]] = []
         error = ""
-        try:
-            pairs = [(str(k), str(v)) for k, v in self._hpack[d].decode(frag, raw=False)]
-        except (HPACKError, UnicodeDecodeError, IndexError, ValueError) as e:
-            error = f"HPACK: {type(e).__name__}: {e}"[:200]
+        cache = self._hcache[d]
+        hit = cache.get(frag)
+        if hit is not None:
+            pairs = hit
+        else:
+            try:
+                pairs = [(str(k), str(v)) for k, v in self._hpack[d].decode(frag, raw=False)]
+            except (HPACKError, UnicodeDecodeError, IndexError, ValueError) as e:
+                error = f"HPACK: {type(e).__name__}: {e}"[:200]
+            if _only_indexed(frag) and not error:
+                if len(cache) >= 256:
+                    cache.clear()
+                cache[frag] = pairs
+            else:
+                cache.clear()  # the dynamic table may have changed: indices moved
         if t == PUSH_PROMISE:
             ps = self._stream(promised)
             self._side(ps, Direction.CLIENT, ts)

@@ -198,3 +198,27 @@ def test_midstream_byte_by_byte() -> None:
     ]
     xs = three_ways(Http2Parser, script, trailing=b"")  # type: ignore[arg-type]
     assert [x.summary for x in xs] == ["GET /m → 200"]
+
+
+def test_indexed_block_cache_follows_the_dynamic_table() -> None:
+    ce, se = hpack.Encoder(), hpack.Encoder()
+    # the same bytes (one indexed field, dynamic index 62) mean different headers once a
+    # literal with incremental indexing has moved the table
+    first = headers(ce, 1, req("/a", **{"x-v": "one"}), end=True)
+    again = headers(ce, 3, req("/a", **{"x-v": "one"}), end=True)
+    script = [
+        (C, PREFACE + first),
+        (S, headers(se, 1, [(":status", "200"), ("x-s", "1")], end=True)),
+        (C, again),
+        (S, headers(se, 3, [(":status", "200"), ("x-s", "1")], end=True)),
+        (S, headers(se, 5, [(":status", "200"), ("x-s", "2")], end=True)),  # inserts
+        (C, headers(ce, 5, req("/a", **{"x-v": "one"}), end=True)),
+        # the bytes stream 3's answer had: :status 200 (static 8), dynamic index 62
+        (S, b"\x00\x00\x02\x01\x05\x00\x00\x00\x07\x88\xbe"),
+        (C, headers(ce, 7, req("/a", **{"x-v": "one"}), end=True)),
+    ]
+    xs = three_ways(Http2Parser, script, trailing=b"")  # type: ignore[arg-type]
+    by = {x.request["stream_id"]: x for x in xs}
+    assert by[1].response["headers"] == {"x-s": "1"} and by[3].response["headers"] == {"x-s": "1"}
+    assert by[5].response["headers"] == {"x-s": "2"}
+    assert by[7].response["headers"] == {"x-s": "2"}  # index 62 is the newest entry now
