@@ -183,6 +183,62 @@ def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, conns_list: 
     return rows
 
 
+def replay_profile(client: Any, server: Any, url: str, duration: int = 2) -> dict[str, Any]:
+    """Where the sniffer's time goes: frames of a wrk run captured once (AF_PACKET ring),
+    then replayed through the Pipeline with and without redaction, and profiled."""
+    import cProfile
+    import pstats
+
+    from sniffer.pipeline import Pipeline, PipelineSettings
+    from sniffer.sources.afpacket import AfPacketSource
+
+    src = AfPacketSource()
+    frames: list[tuple[float, int, bytes]] = []
+    try:
+        src.set_targets([server.ip])
+        proc = client.popen("wrk", "-t1", "-c4", f"-d{duration}s", url)
+        end = time.monotonic() + duration + 1.5
+        while time.monotonic() < end:
+            src.dispatch(lambda ts, lt, fr: frames.append((ts, lt, fr)), 0.1)
+        proc.wait(timeout=30)
+    finally:
+        src.close()
+    import redaction
+
+    info = {"pod": "nginx", "namespace": "bench", "labels": {"app": "nginx"}}
+    out: dict[str, Any] = {"frames": len(frames)}
+    for label, redact in (("plain", None), ("redacted", redaction.default_engine().apply)):
+        pipe = Pipeline(PipelineSettings(redact=redact, endpoint_info=lambda ip: info))
+        t0 = time.perf_counter()
+        for ts, lt, fr in frames:
+            pipe.feed(ts, lt, fr)
+        pipe.close()
+        n = len(pipe.take())
+        dt = time.perf_counter() - t0
+        out[label] = {"entries": n, "entries_s": n / dt, "frames_s": len(frames) / dt}
+    pipe = Pipeline(PipelineSettings(redact=redaction.default_engine().apply,
+                                     endpoint_info=lambda ip: info))  # fmt: skip
+    prof = cProfile.Profile()
+    prof.enable()
+    for ts, lt, fr in frames:
+        pipe.feed(ts, lt, fr)
+    prof.disable()
+    by_area: dict[str, float] = {}
+    total = 0.0
+    for (file, _, _), (_, _, tt, _, _) in pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]
+        total += tt
+        rel = file.split("/work/main/")[-1] if "/work/main/" in file else file
+        area = ("redaction" if rel.startswith("redaction/") else
+                "parsers" if rel.startswith("sniffer/parsers/") else
+                "reassembly" if rel.startswith("sniffer/reassembly") else
+                "decode" if rel.startswith("sniffer/capture/") else
+                "pipeline (entries)" if rel.startswith("sniffer/pipeline") else
+                "entry model" if rel.startswith("kubeweir/") else "builtins / other")  # fmt: skip
+        by_area[area] = by_area.get(area, 0.0) + tt
+    out["profile"] = {k: v / total for k, v in sorted(by_area.items(), key=lambda kv: -kv[1])}
+    return out
+
+
 def flows_rss(n: int = 100_000, extra: int = 20_000) -> dict[str, Any]:
     """RSS of a Pipeline holding ``n`` open TCP flows (SYNs), then ``extra`` more past
     the cap (``max_flows = n``): the cap holds and is counted."""
@@ -248,18 +304,19 @@ def main() -> None:
                 print(f"  c={conns}: alone {baseline[conns]:,.0f}/s, tcpdump "
                       f"{with_tcpdump[conns][1]:,.0f}/s drops {with_tcpdump[conns][2]}",
                       file=sys.stderr, flush=True)  # fmt: skip
+            profile = replay_profile(client, server, url)
             for i, src in enumerate(args.sources.split(",")):
                 rows += sniffer_runs(cluster, client, url, src, conns_list, args.duration,
                                      19400 + i)  # fmt: skip
         finally:
             hub.kill()
     flows = None if args.skip_flows else flows_rss()
-    report(args, load, baseline, with_tcpdump, rows, flows)
+    report(args, load, baseline, with_tcpdump, rows, flows, profile)
 
 
 def report(args: Any, load: tuple[float, float, float], baseline: dict[int, float],
            with_tcpdump: dict[int, tuple[int, float, int]], rows: list[dict[str, Any]],
-           flows: dict[str, Any] | None) -> None:  # fmt: skip
+           flows: dict[str, Any] | None, profile: dict[str, Any]) -> None:  # fmt: skip
     print("## Live capture: wrk between two pods (benchmarks/live_capture.py)\n")
     print(f"`sudo .venv/bin/python -m benchmarks.live_capture --duration {args.duration} "
           f"--connections {args.connections}` — {os.cpu_count()} cores shared with the other "
@@ -299,6 +356,16 @@ def report(args: Any, load: tuple[float, float, float], baseline: dict[int, floa
         best = max(ok) if ok else 0.0
         print(f"\nHighest rate recorded completely with {s}: **{best:,.0f} req/s**.", end="")
     print("\n")
+    p, r = profile["plain"], profile["redacted"]
+    print(
+        f"Where the time goes: {profile['frames']:,} frames of a 2 s wrk run captured once, "
+        f"replayed through one Pipeline (one core): **{p['entries_s']:,.0f} entries/s** "
+        f"({p['frames_s']:,.0f} frames/s) without redaction, **{r['entries_s']:,.0f} "
+        f"entries/s** with the default redaction rules. Profile with redaction, share "
+        "of CPU by area: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in profile["profile"].items())
+        + ".\n"
+    )
     if flows:
         print(f"Open flows: {flows['flows']:,} SYNs of distinct connections fed to a Pipeline "
               f"with `max_flows={flows['flows']:,}`, then {flows['extra']:,} more: "
