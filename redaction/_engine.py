@@ -32,35 +32,30 @@ import base64
 import binascii
 import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
 import msgspec
-import re2
 
 from kubeweir.entry import REDACTED, Entry
+from redaction._compiled import (
+    _URL_HEADERS,
+    _display,
+    _Link,
+    _path_match,
+    _RuleSet,
+    _spans,
+)
 from redaction._config import RedactionConfig
-from redaction._rules import NameRule, PatternRule, Rule, normalize
-from redaction._validators import VALIDATORS
+from redaction._rules import PatternRule, normalize
 
 __all__ = ["Engine"]
 
 _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
 
-# Anchor map (same length as the text): digits, spaces, dashes and + → '0' (card numbers
-# come in groups), capitals → 'A', the rest as is.
-_SHAPE = bytearray(range(256))
-for _c in b"0123456789 -+":
-    _SHAPE[_c] = ord("0")
-for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
-    _SHAPE[_c] = ord("A")
-_SHAPE_TABLE = bytes(_SHAPE)
-_LEFT_MAX = 64
-
 _AUTH_HEADERS = frozenset({"authorization", "proxyauthorization"})
-_URL_HEADERS = frozenset({":path", "location", "referer", "contentlocation"})  # normalized
 _AUTH_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) +\S")
 # RFC 8259 member with a sensitive key in text that isn't valid JSON (truncated, NDJSON).
 _JSONISH_MEMBER = re.compile(
@@ -82,188 +77,6 @@ _PART_NAME = re.compile(r'\bname="([^"]*)"', re.IGNORECASE)
 _MIN_ECHO = 6
 """Values shorter than this are replaced only where found, not as echoes elsewhere
 (``1`` would otherwise wipe every digit); the summary takes any length as a whole token."""
-
-_Link = tuple[Any, Any, str]  # (parent link, display key: str | int, normalized key or "")
-
-
-class _RuleSet:
-    """Rules compiled for lookup: name sets per kind and the active patterns."""
-
-    __slots__ = (
-        "headers",
-        "query",
-        "form",
-        "fields",
-        "json_names",
-        "json_paths",
-        "patterns",
-        "keys",
-        "hint_set",
-        "hinted",
-        "unhinted",
-        "gate",
-        "plain_headers",
-        "body_set",
-        "body_names",
-    )
-
-    def __init__(self, rules: Iterable[Rule]) -> None:
-        names: dict[str, set[str]] = {k: set() for k in ("header", "query", "form", "field")}
-        json_names: set[str] = set()
-        json_paths: dict[str, list[tuple[str, ...]]] = {}
-        patterns: dict[str, PatternRule] = {}
-        for rule in rules:
-            if isinstance(rule, NameRule):
-                if rule.kind == "json":
-                    if len(rule.key) == 1:
-                        json_names.add(rule.key[0])
-                    else:
-                        json_paths.setdefault(rule.key[-1], []).append(rule.key[:-1])
-                else:
-                    names[rule.kind].add(rule.key[0])
-            else:
-                patterns[rule.name] = rule
-        self.headers = frozenset(names["header"])
-        self.query = frozenset(names["query"])
-        self.form = frozenset(names["form"])
-        self.fields = frozenset(names["field"])
-        self.json_names = frozenset(json_names)
-        self.json_paths = {k: tuple(v) for k, v in json_paths.items()}
-        self.patterns = tuple(patterns.values())
-        # JSON key names whose absence from a body proves no key there is sensitive; a
-        # name that holds another (accesstoken holds token) is left out
-        words = sorted({*self.json_names, *self.json_paths}, key=len)
-        minimal: list[str] = []
-        for w in words:
-            if not any(m in w for m in minimal):
-                minimal.append(w)
-        # every pattern's hint in one RE2 set: one linear pass tells which may hit
-        self.hinted = tuple(p for p in self.patterns if p.hint)
-        self.unhinted = tuple(p for p in self.patterns if not p.hint)
-        self.hint_set: Any = None
-        if self.hinted:
-            self.hint_set = re2.Set.SearchSet(re2.Options())
-            for p in self.hinted:
-                self.hint_set.Add(p.hint)
-            self.hint_set.Compile()
-        self.gate = _gate(self)
-        self.plain_headers: set[Any] = set()
-        """Raw header names known to need no rule by name (a bounded cache)."""
-        # a body's one look: every pattern hint, then the JSON key names as written
-        self.body_set: Any = None
-        self.body_names = len(self.hinted)
-        if self.hint_set is not None or minimal:
-            self.body_set = re2.Set.SearchSet(re2.Options())
-            for p in self.hinted:
-                self.body_set.Add(p.hint)
-            if minimal:
-                self.body_set.Add("(?i)" + "|".join(_flex(w) for w in minimal))
-            self.body_set.Compile()
-        self.keys: dict[str, int] = {}
-        """Raw JSON key → 0 (not sensitive), 1 (a sensitive name), 2 (the last segment of
-        a dotted path): a cache, so that a key seen before costs one dict lookup."""
-
-    def body_look(self, text: str) -> tuple[tuple[PatternRule, ...], bool]:
-        """One pass over a body: the patterns whose hint matches, and whether a
-        sensitive JSON key name may be there."""
-        if self.body_set is None:
-            return self.unhinted, False
-        idx = self.body_set.Match(text.encode("utf-8", "surrogateescape"))
-        if not idx:
-            return self.unhinted, False
-        hinted = self.hinted
-        n = self.body_names
-        maybe = tuple(hinted[i] for i in sorted(idx) if i < n) + self.unhinted
-        return maybe, n in idx
-
-    def maybe(self, text: str) -> tuple[PatternRule, ...]:
-        """The patterns whose hint matches somewhere in ``text`` (and those without one)."""
-        if self.hint_set is None:
-            return self.unhinted
-        idx = self.hint_set.Match(text.encode("utf-8", "surrogateescape"))
-        if not idx:
-            return self.unhinted
-        hinted = self.hinted
-        return tuple(hinted[i] for i in sorted(idx)) + self.unhinted
-
-    def key_class(self, key: str) -> int:
-        nk = normalize(key)
-        c = 1 if nk in self.json_names else 2 if nk in self.json_paths else 0
-        if len(self.keys) < 65536:  # bounded; past it, keys are classified each time
-            self.keys[key] = c
-        return c
-
-
-def _spans(
-    patterns: tuple[PatternRule, ...], text: str, hit: list[PatternRule] | None = None
-) -> list[tuple[int, int]]:
-    """Validated ``(start, end)`` spans of secrets in ``text``, sorted, not overlapping.
-
-    Each pattern's regex is tried only at its anchors (found with ``str.find`` /
-    ``bytes.find``, which run at C speed) instead of being searched through the text.
-    """
-    found: list[tuple[int, int]] = []
-    shaped: bytes | None = None
-    for p in patterns:
-        matches: list[re.Match[str]] = []
-        if p.anchors:
-            for anchor in p.anchors:
-                i = text.find(anchor)
-                while i != -1:
-                    start = i - p.back
-                    if p.left:
-                        floor = max(0, i - _LEFT_MAX)
-                        while start > floor and text[start - 1] in p.left:
-                            start -= 1
-                    if start >= 0:
-                        m = p.regex.match(text, start)
-                        if m is not None:
-                            matches.append(m)
-                    i = text.find(anchor, i + 1)
-        elif p.shapes:
-            if shaped is None:
-                # one byte per character ('?' for non-ASCII), so indices line up with text
-                shaped = text.encode("ascii", "replace").translate(_SHAPE_TABLE)
-            starts = p.starts
-            for x in p.shapes:
-                shape = x.encode()
-                i = shaped.find(shape)
-                while i != -1:
-                    if starts and not text.startswith(starts, i):
-                        i = shaped.find(shape, i + 1)
-                        continue
-                    m = p.regex.match(text, i)
-                    if m is not None:
-                        matches.append(m)
-                        i = shaped.find(shape, max(m.end(), i + 1))
-                    else:
-                        i = shaped.find(shape, i + 1)
-        else:
-            matches.extend(p.regex.finditer(text))
-        if not matches:
-            continue
-        validate = VALIDATORS[p.validator]
-        for m in matches:
-            value = m.group(p.group)
-            if not value:
-                continue
-            span = validate(value)
-            if span is not None:
-                base = m.start(p.group)
-                found.append((base + span[0], base + span[1]))
-                if hit is not None and (not hit or hit[-1] is not p):
-                    hit.append(p)
-    if len(found) > 1:
-        found.sort()
-        merged = [found[0]]
-        for start, end in found[1:]:
-            if start < merged[-1][1]:  # overlapping hits: one replacement covers both
-                if end > merged[-1][1]:
-                    merged[-1] = (merged[-1][0], end)
-            else:
-                merged.append((start, end))
-        return merged
-    return found
 
 
 class _Job:
@@ -1026,75 +839,6 @@ class _Job:
             self.hits["summary"] = None
             return new
         return summary
-
-
-def _path_match(link: _Link, nk: str, rs: _RuleSet) -> bool:
-    """Whether the keys leading to ``nk`` end with one of the dotted paths ending in ``nk``
-    (list levels are transparent: ``items.card.number`` matches ``card.number``)."""
-    for prefix in rs.json_paths[nk]:
-        node: Any = link
-        ok = True
-        for want in reversed(prefix):
-            while node is not None and not node[2]:
-                node = node[0]  # skip list indices and the root
-            if node is None or node[2] != want:
-                ok = False
-                break
-            node = node[0]
-        if ok:
-            return True
-    return False
-
-
-def _display(link: _Link) -> str:
-    parts: list[str] = []
-    node: Any = link
-    while node is not None:
-        key = node[1]
-        if node[0] is None:
-            parts.append(str(key))
-        elif isinstance(key, int):
-            parts.append(f"[{key}]")
-        else:
-            parts.append(f".{key}")
-        node = node[0]
-    return "".join(reversed(parts))
-
-
-def _flex(name: str) -> str:
-    """RE2 for a normalized name as it may be written: any case, ``-``/``_`` anywhere."""
-    return "[-_]*".join(re.escape(c) for c in name)
-
-
-def _gate(rs: _RuleSet) -> Any:
-    """One RE2 set over an entry's JSON encoding (headers already redacted by name) that
-    matches wherever the rest of the engine could find something: a pattern's hint, a
-    sensitive query/form/JSON/field name, a URL header with a query, and whatever hides
-    content from those (percent-encoding, backslash escapes, base64, multipart). None when
-    some rule can't be gated (a custom pattern): then every entry takes the full path."""
-    if rs.unhinted:
-        return None
-    members = [p.hint for p in rs.hinted]
-    params = sorted(rs.query | rs.form)
-    if params:  # a=1&token=... in the query, a form body, a URL
-        members.append(r"(?i)[?&\"](?:" + "|".join(_flex(n) for n in params) + ")[-_]*=")
-    keys = sorted({*rs.json_names, *rs.json_paths})
-    if keys:  # \"password\": inside an encoded JSON body
-        members.append(r'(?i)\\"[-_]*(?:' + "|".join(_flex(n) for n in keys) + r')[-_]*\\"\s*:')
-    if rs.fields:  # "password": as a key of the request/response maps, at any depth
-        members.append(r'(?i)"[-_]*(?:' + "|".join(_flex(n) for n in rs.fields) + ')[-_]*":')
-    members += [
-        r'(?i)"(?:location|referer|:path|content-location)":"[^"]*\?',
-        r"%[0-9A-Fa-f]{2}",  # percent-encoded: decoded later
-        r"\\\\",  # a backslash in the original text (JSON escapes)
-        r'_encoding":"base64"',
-        r"(?i)multipart/",
-    ]
-    gate = re2.Set.SearchSet(re2.Options())
-    for m in members:
-        gate.Add(m)
-    gate.Compile()
-    return gate
 
 
 class Engine:
