@@ -123,6 +123,7 @@ def cleanup_leftovers() -> list[str]:
             _delete_owned(state)
             removed.extend(state.get("netns", []) + state.get("links", []))
             path.unlink(missing_ok=True)
+            shutil.rmtree(STATE_DIR / path.stem, ignore_errors=True)  # its files (configs, data)
         # Anything with our prefix that no live state file claims is an orphan.
         for ns in _netns_list():
             if ns.startswith(PREFIX) and ns not in owned:
