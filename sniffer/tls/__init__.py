@@ -1,0 +1,56 @@
+"""TLS plaintext from OpenSSL through eBPF uprobes (``kubeweir sniff --tls``).
+
+Kubeshark and Pixie read HTTPS where the TLS library handles it; so does this package.
+``openssl.bpf.c`` (event layout in ``tls_event.h``) puts entry and return uprobes on
+``SSL_read``, ``SSL_read_ex``, ``SSL_write`` and ``SSL_write_ex`` of every ``libssl.so.3``
+/ ``libssl.so.1.1`` that a targeted pod's processes use — each process's own file,
+through ``/proc/PID/root``, so containers with their own OpenSSL work — and reports the
+plaintext of each call (16 KiB per event, up to 64 KiB per call, the true length always)
+through a BPF ring buffer. Only processes in the ``targets`` map are read: the processes
+of the targeted pods' network namespaces (``procs.py``), kept current by a /proc scan
+every second, by ``exec`` events and by the kernel itself for forked children. The kernel
+needs uprobes and tracepoints only (no kprobes, no kernel struct offsets: the running
+kernel's headers need not match). ``capture.TlsCapture`` ties each ``SSL*`` to its TCP
+connection, feeds the plaintext to the same parsers and redaction as captured packets,
+and hands entries (``tls: true``, same endpoints, pod identities and id scheme as the
+wire's) to the same spool and shipper.
+
+What ``--tls`` needs from the node (DaemonSet pod spec):
+
+- ``CAP_BPF`` + ``CAP_PERFMON`` (or ``CAP_SYS_ADMIN`` on older kernels) to load the
+  program and attach uprobes and tracepoints; tracefs mounted at ``/sys/kernel/tracing``
+  (mounted by the sniffer when absent, which takes ``CAP_SYS_ADMIN``).
+- ``hostPID: true`` and ``CAP_SYS_PTRACE`` to read other processes' ``/proc/PID/root``,
+  ``/proc/PID/maps``, ``/proc/PID/fd`` and ``/proc/PID/net``; ``CAP_DAC_READ_SEARCH``
+  when containers' files are not world-readable.
+- Kernel: uprobes (``CONFIG_UPROBE_EVENTS``), ``CONFIG_BPF_EVENTS``, syscall tracepoints
+  (``CONFIG_FTRACE_SYSCALLS``), BPF ring buffer (5.8+).
+
+Limits: statically linked TLS (Go's crypto/tls, BoringSSL in Envoy, rustls) is not
+OpenSSL's ``libssl`` and is not seen; a program in a new pod that starts speaking TLS
+within a few milliseconds of its ``exec`` may lose its first call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sniffer.tls.capture import TlsCapture
+
+__all__ = ["start_for_agent"]
+
+
+def start_for_agent(agent: Any) -> TlsCapture:
+    """Start TLS capture wired to a running ``sniffer.agent.Agent``: its targeting, its
+    pipeline settings (hints, redaction, pod identities), its packet pipeline's ISNs, and
+    its shipper."""
+    from sniffer.tls.capture import TlsCapture, packet_isn_lookup
+
+    tls = TlsCapture(
+        agent.pipeline.settings,
+        agent.shipper.add,
+        isn_lookup=packet_isn_lookup(agent.pipeline),
+    ).start()
+    agent.targeting.on_targets(tls.set_targets)
+    return tls

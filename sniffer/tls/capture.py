@@ -1,0 +1,532 @@
+"""TLS plaintext → the protocol parsers → entries (``TlsCapture``).
+
+One thread polls the uprobe ring buffer and, every ``scan_interval``, re-reads ``/proc``:
+the targeted pods' network namespaces (a namespace is targeted when one of its local
+addresses is a target IP), their processes (the ``targets`` map), and their libssl files
+(attached per inode, detached when no targeted process needs them any more). ``exec``
+events from the kernel let a new program in a targeted pod be targeted within
+milliseconds, before it speaks TLS; forked children are targeted by the kernel itself.
+
+Each ``(process, SSL*)`` is a stream. Its socket comes from the fd the kernel side
+learnt (see ``openssl.bpf.c``) → ``/proc/PID/fd`` → socket inode → the namespace's
+``/proc/PID/net/tcp{,6}`` → the 4-tuple. The process is the server when its local port is a
+listening port of its namespace. Plaintext it writes is CLIENT→SERVER data when it is the
+client, and so on; the bytes go to a ``Pipeline``'s stream interface (the same detection,
+HTTP/1, HTTP/2, gRPC... parsers and degradation to ``tcp`` entries as captured packets).
+
+Entry ids. ``tcp_entry_id`` needs both ISNs. The packet capture of the same sniffer has
+them for every connection of a targeted pod: they are looked up there (``isn_lookup``),
+waiting up to ``isn_wait`` seconds for the packets to be processed. When the packets
+never show the connection, a stand-in pair is derived from the 4-tuple and the
+connection's first-seen time in this sniffer (stable for both ends on this node, not
+across nodes). Both ends of one connection on this node share one decision. TLS entries
+use ``index + TLS_INDEX_BASE`` in the id (``Entry.index`` stays the real index) so that
+they never collide with the ``tcp`` entries of the same connection's ciphertext, and the
+``stream`` is the wire connection's stream id.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import ipaddress
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from kubeweir.entry import Entry, tcp_entry_id
+from sniffer.parsers.base import Direction
+from sniffer.pipeline import Pipeline, PipelineSettings
+from sniffer.reassembly import Connection, Half
+from sniffer.tls import procs
+from sniffer.tls.probes import (
+    ADDR_PEER,
+    CHUNK,
+    DIR_WRITE,
+    HEADER_SIZE,
+    KIND_ADDR,
+    KIND_DATA,
+    KIND_EXEC,
+    MAX_CHUNKS,
+    Probes,
+    TlsEvent,
+)
+
+__all__ = ["TLS_INDEX_BASE", "IsnLookup", "TlsCapture", "TlsSettings"]
+
+log = logging.getLogger("kubeweir.sniffer.tls")
+
+TLS_INDEX_BASE = 1 << 32
+_STREAM_ID = struct.Struct("!IIH")
+CLIENT = Direction.CLIENT
+SERVER = Direction.SERVER
+
+IsnLookup = Callable[[str, int, str, int], "tuple[int, int] | None"]
+"""(client ip, client port, server ip, server port) → (client ISN, server ISN) or None."""
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    scan_interval: float = 1.0
+    """Seconds between /proc scans (new processes, departed pods, closed sockets)."""
+    isn_wait: float = 1.5
+    """Seconds entries wait for the packet capture to show their connection's ISNs."""
+    max_pending_bytes: int = 1 << 20
+    """Plaintext held per stream while its socket is not known yet."""
+    unresolved_timeout: float = 5.0
+    """Seconds a stream may stay without a socket before its held bytes are dropped."""
+
+
+@dataclass
+class _Stream:
+    tgid: int
+    ssl: int
+    first: float
+    fd: int = -1
+    inode: int = 0
+    checked: float = 0.0
+    conn: Connection | None = None
+    local_client: bool = True
+    key: tuple[str, int, str, int] = ("", 0, "", 0)
+    held: list[tuple[int, bytes, float, int]] = field(default_factory=list)
+    held_bytes: int = 0
+    last: float = 0.0
+    waiting: list[Entry] = field(default_factory=list)
+
+
+@dataclass
+class _Ids:
+    first: float
+    isns: tuple[int, int] | None = None
+    source: str = ""
+    used: float = 0.0
+
+
+def _ip_bytes(ip: str) -> bytes:
+    return ipaddress.ip_address(ip).packed
+
+
+class TlsCapture:
+    """Reads the targeted pods' TLS plaintext and hands finished entries to ``on_entries``
+    (from its own thread). ``start()``, ``set_targets(ips)`` any time, ``stop()``."""
+
+    def __init__(
+        self,
+        pipeline_settings: PipelineSettings,
+        on_entries: Callable[[list[Entry]], None],
+        *,
+        isn_lookup: IsnLookup | None = None,
+        settings: TlsSettings | None = None,
+    ) -> None:
+        self.settings = settings or TlsSettings()
+        ps = pipeline_settings
+        self._redact = ps.redact
+        # the stream interface of a pipeline of our own (not thread-safe: this thread only)
+        self.pipeline = Pipeline(
+            PipelineSettings(
+                limits=ps.limits,
+                port_hints=ps.port_hints,
+                node=ps.node,
+                endpoint_info=ps.endpoint_info,
+                response_timeout=ps.response_timeout,
+                idle_timeout=ps.idle_timeout,
+            )
+        )
+        self.on_entries = on_entries
+        self.isn_lookup = isn_lookup
+        self.probes: Probes | None = None
+        self._lock = threading.Lock()
+        self._target_ips: frozenset[str] = frozenset()
+        self._rescan = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._streams: dict[tuple[int, int], _Stream] = {}
+        self._ids: dict[tuple[str, int, str, int], _Ids] = {}
+        self._ns_addrs: dict[int, set[str]] = {}
+        self._ns_checked: dict[int, float] = {}
+        self.targeted_netns: frozenset[int] = frozenset()
+        self._lib_users: dict[tuple[int, int], set[int]] = {}
+        self._pid_libs: dict[int, set[str]] = {}
+        self._clock = time.time() - time.monotonic()
+        self._ready: list[Entry] = []
+        self._by_fd: dict[tuple[int, int], _Stream] = {}
+        self._addrs: dict[tuple[int, int], dict[int, tuple[str, int]]] = {}
+        """(tgid, fd) → {ADDR_PEER/ADDR_LOCAL: (ip, port)} from the kernel's ADDR events."""
+        self.c: dict[str, int] = {
+            "events": 0,
+            "bytes": 0,
+            "streams": 0,
+            "execs_targeted": 0,
+            "unresolved_dropped_bytes": 0,
+            "held_overflow_bytes": 0,
+            "entries": 0,
+            "isn_from_packets": 0,
+            "isn_fallback": 0,
+            "scans": 0,
+        }
+
+    # --- lifecycle ----------------------------------------------------------------------
+    def start(self) -> TlsCapture:
+        """Load and start (raises ``TlsProbeError`` when uprobes can't be used here)."""
+        self.probes = Probes(self._on_event)
+        self._scan(time.monotonic())
+        self._thread = threading.Thread(target=self._run, name="tls", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Detach every probe, close every stream, hand over the last entries."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        for st in list(self._streams.values()):
+            self._close_stream(st)
+        self._finish_waiting(force=True)
+        if self._ready:
+            self.on_entries(self._ready)
+            self._ready = []
+        if self.probes is not None:
+            self.probes.close()
+            self.probes = None
+
+    def set_targets(self, ips: Iterable[str]) -> None:
+        """The target IPs (the targeting listener); applied by the next scan, at once."""
+        with self._lock:
+            self._target_ips = frozenset(str(ipaddress.ip_address(ip)) for ip in ips)
+        self._rescan.set()
+
+    @property
+    def counters(self) -> dict[str, int]:
+        c = dict(self.c)
+        if self.probes is not None:
+            c.update({f"kernel_{k}": v for k, v in self.probes.counters().items()})
+            c["attached_libraries"] = len(self.probes.libs)
+            c["targeted_processes"] = len(self.probes.pids)
+        c["open_streams"] = len(self._streams)
+        return c
+
+    # --- the thread ---------------------------------------------------------------------
+    def _run(self) -> None:
+        assert self.probes is not None
+        next_scan = time.monotonic() + self.settings.scan_interval
+        while not self._stop.is_set():
+            try:
+                self.probes.poll(100)
+                now = time.monotonic()
+                if now >= next_scan or self._rescan.is_set():
+                    self._rescan.clear()
+                    self._scan(now)
+                    self._sweep(now)
+                    next_scan = now + self.settings.scan_interval
+                self._finish_waiting(force=False)
+                if self._ready:
+                    out, self._ready = self._ready, []
+                    self.on_entries(out)
+            except Exception:  # noqa: BLE001 - capture goes on
+                log.exception("TLS capture loop error")
+                time.sleep(0.1)
+
+    # --- processes and libraries ----------------------------------------------------------
+    def _ns_targeted(self, ino: int, pid: int, now: float, targets: frozenset[str]) -> bool:
+        if ino not in self._ns_addrs or now - self._ns_checked.get(ino, 0.0) > 30.0:
+            self._ns_addrs[ino] = procs.netns_addresses(pid)
+            self._ns_checked[ino] = now
+        return bool(self._ns_addrs[ino] & targets)
+
+    def _scan(self, now: float) -> None:
+        probes = self.probes
+        assert probes is not None
+        self.c["scans"] += 1
+        with self._lock:
+            targets = self._target_ips
+        host_ns = procs.netns_inode(1)
+        pids: set[int] = set()
+        targeted_ns: set[int] = set()
+        if targets:
+            seen_ns: dict[int, bool] = {}
+            for pid in procs.list_pids():
+                ino = procs.netns_inode(pid)
+                if ino is None or ino == host_ns:
+                    continue
+                hit = seen_ns.get(ino)
+                if hit is None:
+                    hit = seen_ns[ino] = self._ns_targeted(ino, pid, now, targets)
+                if hit:
+                    pids.add(pid)
+                    targeted_ns.add(ino)
+        self.targeted_netns = frozenset(targeted_ns)
+        probes.set_pids(pids)
+        for extra in probes.map_pids() - pids:  # children the kernel added, since gone/moved
+            if procs.netns_inode(extra) not in targeted_ns:
+                probes.set_pids(probes.pids | {extra})
+                probes.set_pids(probes.pids - {extra})
+        # libraries: attach what targeted processes use; detach what none uses any more
+        for pid in list(self._pid_libs):
+            if pid not in pids:
+                del self._pid_libs[pid]
+        for pid in pids:
+            if pid not in self._pid_libs or self.c["scans"] % 5 == 0:
+                self._pid_libs[pid] = procs.libssl_paths(pid)
+        self._sync_libs()
+
+    def _sync_libs(self) -> None:
+        probes = self.probes
+        assert probes is not None
+        users: dict[tuple[int, int], set[int]] = {}
+        for pid, paths in self._pid_libs.items():
+            for path in paths:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key not in probes.libs:
+                    probes.attach(path)
+                users.setdefault(key, set()).add(pid)
+        for key in list(probes.libs):
+            if key not in users:
+                probes.detach(key)
+                log.info("TLS probes removed from %r (no targeted process uses it)", key)
+        self._lib_users = users
+
+    def _on_exec(self, pid: int) -> None:
+        ino = procs.netns_inode(pid)
+        if ino is None or ino == procs.netns_inode(1):
+            return
+        with self._lock:
+            targets = self._target_ips
+        if not targets or not self._ns_targeted(ino, pid, time.monotonic(), targets):
+            return
+        assert self.probes is not None
+        self.probes.add_pid(pid)
+        self.c["execs_targeted"] += 1
+        self._pid_libs[pid] = procs.libssl_paths(pid)
+        self._sync_libs()
+
+    # --- events -------------------------------------------------------------------------
+    def _on_event(self, addr: int, size: int) -> None:
+        ev = TlsEvent.from_address(addr)
+        if ev.kind == KIND_EXEC:
+            self._on_exec(int(ev.tgid))
+            return
+        if ev.kind == KIND_ADDR:
+            self._on_addr(ev, ctypes.string_at(addr + HEADER_SIZE, max(0, size - HEADER_SIZE)))
+            return
+        if ev.kind != KIND_DATA:
+            return
+        n = min(int(ev.size), max(0, size - HEADER_SIZE))
+        data = ctypes.string_at(addr + HEADER_SIZE, n)
+        self.c["events"] += 1
+        self.c["bytes"] += n
+        tgid, ssl = int(ev.tgid), int(ev.ssl)
+        ts = ev.ts_ns / 1e9 + self._clock
+        # bytes of the call not carried by any event: unreadable, or past the per-call bound
+        length, off = int(ev.len), int(ev.off)
+        gap = min(CHUNK, length - off) if n == 0 else 0
+        end = off + (n or gap)
+        if end >= CHUNK * MAX_CHUNKS and length > end:
+            gap += length - end
+        st = self._streams.get((tgid, ssl))
+        fd = int(ev.fd)
+        if st is not None and st.conn is not None and fd >= 0:
+            # a freed SSL* address is soon reused for the next connection, often with the
+            # same fd number: the socket inode tells connections apart
+            inode = procs.socket_inode(tgid, fd)
+            if inode is not None and inode != st.inode:
+                self._close_stream(st)
+                st = None
+        if st is None:
+            st = self._streams[(tgid, ssl)] = _Stream(tgid, ssl, ts)
+            self.c["streams"] += 1
+        st.last = ts
+        if st.conn is None:
+            if fd < 0:
+                assert self.probes is not None
+                fd = self.probes.ssl_fd(tgid, ssl)
+            st.held.append((int(ev.dir), data, ts, gap))
+            st.held_bytes += n
+            if fd < 0 or not self._resolve(st, fd):
+                if st.held_bytes > self.settings.max_pending_bytes:
+                    self.c["held_overflow_bytes"] += st.held_bytes
+                    st.held.clear()
+                    st.held_bytes = 0
+                return
+            held, st.held, st.held_bytes = st.held, [], 0
+            for d, b, t, g in held:
+                self._feed(st, d, b, t, g)
+            return
+        self._feed(st, int(ev.dir), data, ts, gap)
+
+    def _on_addr(self, ev: TlsEvent, raw: bytes) -> None:
+        family = int.from_bytes(raw[:2], "little") if len(raw) >= 2 else 0
+        port = int.from_bytes(raw[2:4], "big") if len(raw) >= 4 else 0
+        if family == socket.AF_INET and len(raw) >= 8:
+            ip = socket.inet_ntop(socket.AF_INET, raw[4:8])
+        elif family == socket.AF_INET6 and len(raw) >= 24:
+            a6 = ipaddress.IPv6Address(raw[8:24])
+            ip = str(a6.ipv4_mapped or a6)
+        else:
+            return  # not an IP socket
+        if len(self._addrs) > 65536:
+            for k in list(self._addrs)[:32768]:
+                del self._addrs[k]
+        key = (int(ev.tgid), int(ev.fd))
+        self._addrs.setdefault(key, {})[int(ev.dir)] = (ip, port)
+        st = self._by_fd.get(key)
+        if st is not None and st.conn is not None and ev.dir == ADDR_PEER:
+            remote = (st.key[2], st.key[3]) if st.local_client else (st.key[0], st.key[1])
+            if remote != (ip, port):
+                self._close_stream(st)  # the fd now names a new connection
+
+    def _resolve(self, st: _Stream, fd: int) -> bool:
+        inode = procs.socket_inode(st.tgid, fd)
+        table, listening = procs.tcp_sockets(st.tgid)
+        sock = table.get(inode) if inode is not None else None
+        if sock is not None:
+            local, remote = (sock.local_ip, sock.local_port), (sock.remote_ip, sock.remote_port)
+        else:
+            # closed before we looked: the addresses the process itself asked the kernel for
+            known = self._addrs.get((st.tgid, fd), {})
+            if len(known) < 2:
+                return False
+            remote, local = known[ADDR_PEER], known[1 - ADDR_PEER]
+            inode = -1
+        st.fd, st.inode = fd, inode or -1
+        self._by_fd[(st.tgid, fd)] = st
+        if listening:
+            server = local[1] in listening and remote[1] not in listening
+        else:
+            server = local[1] < remote[1]
+        st.local_client = not server
+        (cip, cport), (sip, sport) = (remote, local) if server else (local, remote)
+        st.key = (cip, cport, sip, sport)
+        ids = self._ids.get(st.key)
+        if ids is None:
+            ids = self._ids[st.key] = _Ids(first=st.first)
+        conn = Connection(st.first)
+        conn.client = Half(conn, CLIENT, _ip_bytes(cip), cport)
+        conn.server = Half(conn, SERVER, _ip_bytes(sip), sport)
+        conn.client.peer, conn.server.peer = conn.server, conn.client
+        conn.syn = True  # plaintext starts at a message boundary
+        st.conn = conn
+        self.pipeline.opened(conn)
+        return True
+
+    def _direction(self, st: _Stream, d: int) -> Direction:
+        wrote = d == DIR_WRITE
+        return CLIENT if wrote == st.local_client else SERVER
+
+    def _feed(self, st: _Stream, d: int, data: bytes, ts: float, gap: int) -> None:
+        conn = st.conn
+        assert conn is not None
+        direction = self._direction(st, d)
+        if data:
+            self.pipeline.data(conn, direction, data, ts)
+        if gap:
+            self.pipeline.gap(conn, direction, gap, ts)
+        self._collect(st)
+
+    def _collect(self, st: _Stream) -> None:
+        out = self.pipeline.take()
+        if out:
+            st.waiting.extend(out)
+
+    def _close_stream(self, st: _Stream) -> None:
+        self._streams.pop((st.tgid, st.ssl), None)
+        if self._by_fd.get((st.tgid, st.fd)) is st:
+            del self._by_fd[(st.tgid, st.fd)]
+        if st.conn is None:
+            if st.held_bytes:
+                self.c["unresolved_dropped_bytes"] += st.held_bytes
+            return
+        self.pipeline.closed(st.conn, st.last)
+        self._collect(st)
+        if st.waiting:
+            self._finalize(st, force=True)
+
+    def _sweep(self, now: float) -> None:
+        wall = now + self._clock
+        for st in list(self._streams.values()):
+            if st.conn is None:
+                if wall - st.first > self.settings.unresolved_timeout:
+                    self._close_stream(st)
+                continue
+            if procs.socket_inode(st.tgid, st.fd) != st.inode:
+                self._close_stream(st)  # socket closed, process exited
+            elif wall - st.last > self.pipeline.settings.idle_timeout:
+                self._close_stream(st)
+        stale = wall - 600.0
+        for key, ids in list(self._ids.items()):
+            if ids.used and ids.used < stale:
+                del self._ids[key]
+
+    # --- ids ----------------------------------------------------------------------------
+    def _isns(self, st: _Stream, force: bool) -> tuple[int, int] | None:
+        ids = self._ids[st.key]
+        if ids.isns is None and self.isn_lookup is not None:
+            found = self.isn_lookup(*st.key)
+            if found is not None:
+                ids.isns, ids.source = found, "packets"
+                self.c["isn_from_packets"] += 1
+        if ids.isns is None and (force or time.time() - ids.first > self.settings.isn_wait):
+            raw = f"{st.key[0]}|{st.key[1]}|{st.key[2]}|{st.key[3]}|{int(ids.first * 1000)}"
+            h = hashlib.blake2b(raw.encode(), digest_size=8, person=b"kubeweir-tlsid").digest()
+            ids.isns = (int.from_bytes(h[:4], "big"), int.from_bytes(h[4:], "big"))
+            ids.source = "fallback"
+            self.c["isn_fallback"] += 1
+        ids.used = time.time()
+        return ids.isns
+
+    def _finalize(self, st: _Stream, force: bool) -> None:
+        isns = self._isns(st, force)
+        if isns is None:
+            return
+        c_isn, s_isn = isns
+        cport = st.key[1]
+        stream = hashlib.blake2b(
+            _STREAM_ID.pack(c_isn, s_isn, cport), digest_size=8, person=b"kubeweir-tcps"
+        ).hexdigest()
+        redact = self._redact
+        for e in st.waiting:
+            e = msgspec.structs.replace(
+                e,
+                id=tcp_entry_id(c_isn, s_isn, cport, TLS_INDEX_BASE + e.index),
+                stream=stream,
+                tls=True,
+            )
+            self._ready.append(e if redact is None else redact(e))
+        self.c["entries"] += len(st.waiting)
+        st.waiting = []
+
+    def _finish_waiting(self, force: bool) -> None:
+        for st in list(self._streams.values()):
+            if st.waiting:
+                self._finalize(st, force)
+
+
+def packet_isn_lookup(pipeline: Any) -> IsnLookup:
+    """ISNs of connections seen by a packet ``Pipeline`` (the agent's), looked up by
+    4-tuple in its reassembler. Called from the TLS thread: a single dict read."""
+
+    def lookup(cip: str, cport: int, sip: str, sport: int) -> tuple[int, int] | None:
+        halves = pipeline._tcp.halves
+        c, s = _ip_bytes(cip), _ip_bytes(sip)
+        half = halves.get((c, cport, s, sport)) or halves.get((s, sport, c, cport))
+        if half is None:
+            return None
+        conn = half.conn
+        if conn.client.isn is None or conn.server.isn is None:
+            return None
+        if conn.client.port == cport:
+            return (conn.client.isn, conn.server.isn)
+        return (conn.server.isn, conn.client.isn)
+
+    return lookup

@@ -1,0 +1,214 @@
+"""Loading ``openssl.bpf.c`` and attaching its uprobes per libssl file.
+
+Nothing happens at import time. ``Probes()`` compiles and loads the program (the syscall
+and sched tracepoints attach with it); ``attach(path)`` puts the entry and return probes
+on one libssl file (one inode: the same library seen through several ``/proc/PID/root``
+paths is attached once), ``detach(path)`` removes them, ``close()`` removes everything.
+Which processes are read is the ``targets`` map (tgids), set with ``set_pids``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HEADER", "SOURCE", "Probes", "TlsEvent", "TlsProbeError", "header_constants"]
+
+log = logging.getLogger("kubeweir.sniffer.tls")
+
+SOURCE = Path(__file__).with_name("openssl.bpf.c")
+HEADER = Path(__file__).with_name("tls_event.h")
+TRACEFS = Path("/sys/kernel/tracing")
+
+# (symbol, entry function); every symbol also gets the shared return probe
+SYMBOLS = (
+    ("SSL_read", "kw_ssl_read_enter"),
+    ("SSL_read_ex", "kw_ssl_read_ex_enter"),
+    ("SSL_write", "kw_ssl_write_enter"),
+    ("SSL_write_ex", "kw_ssl_write_ex_enter"),
+)
+
+
+class TlsProbeError(RuntimeError):
+    """The uprobe program can't be used here (the message says why)."""
+
+
+def header_constants() -> dict[str, int]:
+    """The ``#define KW_TLS_... N`` constants of the shared header."""
+    return {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r"#define\s+(KW_TLS_\w+)\s+(\d+)", HEADER.read_text())
+    }
+
+
+_C = header_constants()  # a file read, no BPF work
+CHUNK = _C["KW_TLS_CHUNK"]
+MAX_CHUNKS = _C["KW_TLS_MAX_CHUNKS"]
+KIND_DATA = _C["KW_TLS_DATA"]
+KIND_EXEC = _C["KW_TLS_EXEC"]
+KIND_ADDR = _C["KW_TLS_ADDR"]
+ADDR_PEER = _C["KW_TLS_PEER"]
+DIR_READ = _C["KW_TLS_READ"]
+DIR_WRITE = _C["KW_TLS_WRITE"]
+COUNTER_NAMES = {
+    _C["KW_TLS_CALLS"]: "calls",
+    _C["KW_TLS_EVENTS"]: "events",
+    _C["KW_TLS_RING_FULL"]: "ring_full",
+    _C["KW_TLS_READ_FAULT"]: "read_fault",
+    _C["KW_TLS_TRUNCATED"]: "truncated",
+}
+
+
+class TlsEvent(ctypes.Structure):
+    """``struct kw_tls_event`` of tls_event.h (header part; ``data`` follows)."""
+
+    _fields_ = [
+        ("ts_ns", ctypes.c_uint64),
+        ("ssl", ctypes.c_uint64),
+        ("kind", ctypes.c_uint32),
+        ("tgid", ctypes.c_uint32),
+        ("tid", ctypes.c_uint32),
+        ("fd", ctypes.c_int32),
+        ("dir", ctypes.c_uint32),
+        ("len", ctypes.c_uint32),
+        ("off", ctypes.c_uint32),
+        ("size", ctypes.c_uint32),
+    ]
+
+
+HEADER_SIZE = ctypes.sizeof(TlsEvent)
+
+
+class _SslKey(ctypes.Structure):
+    _fields_ = [("tgid", ctypes.c_uint32), ("pad", ctypes.c_uint32), ("ssl", ctypes.c_uint64)]
+
+
+def ensure_tracefs() -> None:
+    """bcc finds tracepoints through tracefs; mount it when the host has not."""
+    if (TRACEFS / "events").is_dir():
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"nodev", str(TRACEFS).encode(), b"tracefs", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise TlsProbeError(
+            f"tracefs is not mounted at {TRACEFS} and mounting it failed: {os.strerror(err)}"
+        )
+
+
+class Probes:
+    """The loaded program, its maps, and the libraries it is attached to."""
+
+    def __init__(self, on_event: Callable[[int, int], None]) -> None:
+        """``on_event(address, size)`` is called from ``poll`` for each ring record."""
+        try:
+            from bcc import BPF
+        except ImportError as exc:
+            raise TlsProbeError(f"bcc is not importable ({exc}): install python3-bpfcc") from exc
+        ensure_tracefs()
+        try:
+            self.bpf: Any = BPF(src_file=str(SOURCE).encode(), cflags=[f"-I{HEADER.parent}"])
+        except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception on compile/load
+            raise TlsProbeError(f"the OpenSSL uprobe program did not load: {exc}") from exc
+        self._targets = self.bpf[b"targets"]
+        self._ssl_fds = self.bpf[b"ssl_fds"]
+        self._counters = self.bpf[b"counters"]
+        self.libs: dict[tuple[int, int], tuple[bytes, list[str]]] = {}
+        """(st_dev, st_ino) → (path attached through, symbols attached)."""
+        self.pids: frozenset[int] = frozenset()
+
+        def callback(_ctx: Any, data: Any, size: int) -> None:
+            on_event(int(ctypes.cast(data, ctypes.c_void_p).value or 0), size)
+
+        self._callback = callback  # bcc keeps a ctypes wrapper; keep the function alive
+        self.bpf[b"events"].open_ring_buffer(callback)
+
+    # --- libraries -------------------------------------------------------------------
+    def attach(self, path: str) -> bool:
+        """Attach the probes to the libssl at ``path``; False when already attached (same
+        inode) or when it exports none of the symbols."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        key = (st.st_dev, st.st_ino)
+        if key in self.libs:
+            return False
+        name = path.encode()
+        done: list[str] = []
+        for sym, fn in SYMBOLS:
+            try:
+                self.bpf.attach_uprobe(name=name, sym=sym.encode(), fn_name=fn.encode())
+            except Exception as exc:  # noqa: BLE001 - a missing symbol (1.0.x has no _ex)
+                log.debug("%s: no uprobe on %s: %s", path, sym, exc)
+                continue
+            try:
+                self.bpf.attach_uretprobe(name=name, sym=sym.encode(), fn_name=b"kw_ssl_return")
+            except Exception as exc:  # noqa: BLE001
+                self.bpf.detach_uprobe(name=name, sym=sym.encode())
+                log.warning("%s: no return probe on %s: %s", path, sym, exc)
+                continue
+            done.append(sym)
+        if not done:
+            log.warning("%s exports none of %s: not attached", path, [s for s, _ in SYMBOLS])
+            return False
+        self.libs[key] = (name, done)
+        log.info("TLS probes on %s (%s)", path, ", ".join(done))
+        return True
+
+    def detach(self, key: tuple[int, int]) -> None:
+        name, syms = self.libs.pop(key)
+        for sym in syms:
+            for fn in (self.bpf.detach_uprobe, self.bpf.detach_uretprobe):
+                try:
+                    fn(name=name, sym=sym.encode())
+                except Exception as exc:  # noqa: BLE001 - the file may be gone already
+                    log.debug("detaching %s from %r: %s", sym, name, exc)
+
+    # --- processes -------------------------------------------------------------------
+    def set_pids(self, pids: Iterable[int]) -> None:
+        """Make the ``targets`` map hold exactly ``pids`` (tgids); add before removing."""
+        new = frozenset(pids)
+        one = self._targets.Leaf(1)
+        for pid in new - self.pids:
+            self._targets[self._targets.Key(pid)] = one
+        for pid in self.pids - new:
+            try:
+                del self._targets[self._targets.Key(pid)]
+            except KeyError:
+                pass
+        self.pids = new
+
+    def add_pid(self, pid: int) -> None:
+        self._targets[self._targets.Key(pid)] = self._targets.Leaf(1)
+        self.pids = self.pids | {pid}
+
+    def map_pids(self) -> set[int]:
+        """The tgids in the kernel map now (includes children the program added itself)."""
+        return {int(k.value) for k in self._targets.keys()}
+
+    def ssl_fd(self, tgid: int, ssl: int) -> int:
+        """The socket fd the program learnt for an SSL* since the event was sent, or -1."""
+        try:
+            return int(self._ssl_fds[_SslKey(tgid, 0, ssl)].value)
+        except KeyError:
+            return -1
+
+    # --- events ----------------------------------------------------------------------
+    def poll(self, timeout_ms: int) -> None:
+        self.bpf.ring_buffer_poll(timeout_ms)
+
+    def counters(self) -> dict[str, int]:
+        return {
+            name: int(sum(self._counters[ctypes.c_int(slot)]))
+            for slot, name in COUNTER_NAMES.items()
+        }
+
+    def close(self) -> None:
+        for key in list(self.libs):
+            self.detach(key)
+        self.bpf.cleanup()
