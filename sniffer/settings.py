@@ -54,6 +54,8 @@ class SnifferSettings(BaseSettings):
     redact: bool = True
     redaction_config: Path | None = None
     max_flows: int = Field(default=100_000, ge=1)
+    tls: bool = False
+    """Also read TLS plaintext from OpenSSL with eBPF uprobes (``sniffer.tls``)."""
 
 
 @lru_cache
