@@ -113,6 +113,7 @@ class Agent:
         self.shipper.on_latency = self.ship_latency.observe
         self.registry.register(_AgentCollector(self))
         self.source: CaptureSource | None = None
+        self.tls: Any = None
         self.source_reason = ""
         self._stop = threading.Event()
         self._capture_thread: threading.Thread | None = None
@@ -135,6 +136,10 @@ class Agent:
             self.watcher = None
             threading.Thread(target=self._poll_rules, name="rules", daemon=True).start()
         self.shipper.start()
+        if s.tls:  # TLS plaintext through uprobes (see sniffer/tls/__init__.py)
+            from sniffer.tls import start_for_agent
+
+            self.tls = start_for_agent(self)
         self._capture_thread = threading.Thread(target=self._capture, name="capture", daemon=True)
         self._capture_thread.start()
         self._heartbeat_thread = threading.Thread(
@@ -150,6 +155,8 @@ class Agent:
         self._stop.set()
         if self._capture_thread is not None:
             self._capture_thread.join(timeout=10)
+        if self.tls is not None:
+            self.tls.stop()  # probes detached; its last entries go to the shipper
         try:
             self.pipeline.close()
             self.shipper.add(self.pipeline.take())
@@ -385,6 +392,8 @@ def _parse_hints(values: tuple[str, ...]) -> dict[int, str]:
 @click.option("--in-cluster", is_flag=True, default=None,
               help="Watch pods with the pod's ServiceAccount.")  # fmt: skip
 @click.option("--listen", help="host:port for /healthz, /readyz, /metrics.")
+@click.option("--tls", is_flag=True, default=None,
+              help="Also read TLS plaintext (OpenSSL uprobes; see sniffer.tls).")  # fmt: skip
 @click.option("--port-hint", "port_hints", multiple=True, help="PORT=PROTOCOL (repeatable).")
 @click.option("--log-level", default="info", show_default=True)
 def sniff(log_level: str, port_hints: tuple[str, ...], **flags: Any) -> None:
