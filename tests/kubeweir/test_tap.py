@@ -269,7 +269,12 @@ def test_tap_demo_end_to_end(tap_run: _Tap) -> None:
     assert tap_run.stop() == 0, tap_run.output
     sys.stderr.write(f"tap: stopped in {time.monotonic() - t0:.1f}s\n")
 
-    # nothing of the run is left
+    _assert_gone(demo)
+    assert not (tap_run.data_dir / "tap.json").exists()
+
+
+def _assert_gone(demo: dict[str, Any]) -> None:
+    """No namespace, veth, bridge, file or process of a demo run is left."""
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     assert not [ns for ns in demo["netns"] if ns in netns.split()]
     links = json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True).stdout or "[]")
@@ -277,5 +282,26 @@ def test_tap_demo_end_to_end(tap_run: _Tap) -> None:
     assert not names & set(demo["links"]), names & set(demo["links"])
     assert not [n for n in names if n and n.startswith(f"kwt{demo['tag']}")]
     assert not [ns for ns in demo["netns"] if Path("/etc/netns", ns).exists()]
+    assert not Path("/run/kubeweir-testnode", demo["tag"]).exists()
     assert _sessions_alive(demo["pids"]) == []
-    assert not (tap_run.data_dir / "tap.json").exists()
+
+
+@pytest.mark.netns
+def test_tap_after_a_crash_cleans_up_and_starts(tap_run: _Tap, tmp_path: Path) -> None:
+    tap_run.link(timeout=60)
+    demo = json.loads((tap_run.data_dir / "tap.json").read_text())["demo"]
+    tap_run.proc.kill()  # a crash: no teardown; the demo's processes live on
+    tap_run.proc.wait(timeout=10)
+    assert _sessions_alive(demo["pids"])
+    second = _Tap(tap_run.data_dir)  # same data dir: DuckDB, certificate, spool reused
+    try:
+        second.link(timeout=60)
+        assert "removed leftovers of an earlier run" in second.output
+        assert all(ns in second.output for ns in demo["netns"])
+        _assert_gone(demo)
+        again = json.loads((tap_run.data_dir / "tap.json").read_text())["demo"]
+        assert second.stop() == 0, second.output
+        _assert_gone(again)
+    finally:
+        if second.proc.poll() is None:
+            second.proc.kill()
