@@ -337,12 +337,16 @@ class TlsCapture:
         st = self._streams.get((tgid, ssl))
         fd = int(ev.fd)
         if st is not None and st.conn is not None and fd >= 0:
-            # a freed SSL* address is soon reused for the next connection, often with the
-            # same fd number: the socket inode tells connections apart
-            inode = procs.socket_inode(tgid, fd)
-            if inode is not None and inode != st.inode:
+            # a freed SSL* address is soon reused for the next connection: a TLS connection
+            # never changes its fd, and with the same fd number the socket inode differs
+            if fd != st.fd:
                 self._close_stream(st)
                 st = None
+            else:
+                inode = procs.socket_inode(tgid, fd)
+                if inode is not None and st.inode > 0 and inode != st.inode:
+                    self._close_stream(st)
+                    st = None
         if st is None:
             st = self._streams[(tgid, ssl)] = _Stream(tgid, ssl, ts)
             self.c["streams"] += 1

@@ -84,19 +84,24 @@ static __always_inline int kw_return(struct pt_regs *ctx) {
     int fd = call.fd;
     if (fd >= 0) {
         ssl_fds.update(&key, &fd);  // a syscall inside the call: the BIO's socket
+    } else if (call.dir == KW_TLS_READ) {
+        // memory BIO (or bytes already buffered): the socket this thread just received on.
+        // Preferred over ssl_fds, which may still name a freed SSL*'s old connection.
+        int *last = last_recv.lookup(&id);
+        if (last) {
+            fd = *last;
+            ssl_fds.update(&key, &fd);
+        } else {
+            int *known = ssl_fds.lookup(&key);
+            if (known)
+                fd = *known;
+        }
     } else {
         int *known = ssl_fds.lookup(&key);
-        if (known) {
+        if (known)
             fd = *known;
-        } else if (call.dir == KW_TLS_READ) {
-            int *last = last_recv.lookup(&id);  // memory BIO: the socket just received on
-            if (last) {
-                fd = *last;
-                ssl_fds.update(&key, &fd);
-            }
-        } else {
+        else
             after_write.update(&id, &call.ssl);  // memory BIO: the next send names it
-        }
     }
 
     int zero = 0;
