@@ -244,8 +244,12 @@ class TapTargeting(Targeting):
         hosts: Iterable[str] = (),
         reverse_lookups: bool = True,
         cache_max: int = 4096,
+        services: dict[str, str] | None = None,
     ) -> None:
         super().__init__(node, Rules())
+        self._services = dict(services or {})
+        """ip -> the Service that selects the pod there (the demo's headless services)."""
+        self._merged: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         extra = [
             PodInfo(uid=f"host/{ip}", name="", namespace="", ips=(ip,), node=node) for ip in hosts
         ]
@@ -261,7 +265,16 @@ class TapTargeting(Targeting):
 
     def endpoint_info(self, ip: str) -> dict[str, Any]:
         info = super().endpoint_info(ip)
-        if info.get("pod") or self._resolver is None:
+        if info.get("pod"):
+            service = self._services.get(ip)
+            if not service:
+                return info
+            cached = self._merged.get(ip)
+            if cached is None or cached[0] is not info:  # the registry changed
+                cached = (info, {**info, "service": service})
+                self._merged[ip] = cached
+            return cached[1]
+        if self._resolver is None:
             return info
         name = self._names.get(ip)
         if name:
@@ -428,7 +441,13 @@ def run(
             shop = Demo(node, data_dir / "demo-logs", rate=rate)
             shop.up()
             pods = shop.registry()
-        targeting = TapTargeting(node, pods, hosts, reverse_lookups=reverse_lookups)
+        targeting = TapTargeting(
+            node,
+            pods,
+            hosts,
+            reverse_lookups=reverse_lookups,
+            services=shop.services() if shop is not None else None,
+        )
 
         from hub.main import create_app
 
@@ -527,7 +546,12 @@ def _teardown(shop: Any, agent: Any, hub: _Hub | None) -> None:
 
 @click.command("tap")
 @click.option("--demo", is_flag=True, help="Start the demo shop (pods in network namespaces).")
-@click.option("--interface", default="any", show_default=True, help="Device to capture on.")
+@click.option(
+    "--interface",
+    default="any",
+    show_default=True,
+    help="Device to capture on (any: every device; the demo's traffic enters on its veths).",
+)
 @click.option(
     "--target-cidr",
     multiple=True,

@@ -123,6 +123,10 @@ class Demo:
             out[f"{svc}.{pod.namespace}.svc.cluster.local"] = pod.ip
         return out
 
+    def services(self) -> dict[str, str]:
+        """Pod address -> the name of the (headless) Service that selects it."""
+        return {p.ip: "kube-dns" if app == "coredns" else app for app, p in self.pods.items()}
+
     def pids(self) -> list[int]:
         return [p.pid for pod in self.pods.values() for p in pod.procs]
 

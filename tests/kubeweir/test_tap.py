@@ -28,10 +28,12 @@ from kubeweir.tap import (
     HUB_TOKEN_LOGIN,
     LINK_PATH,
     OneTimeLogin,
+    TapTargeting,
     cidr_hosts,
     ensure_certificate,
     missing_capabilities,
 )
+from sniffer.targeting import PodInfo
 from sniffer.testing.node import require_root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -78,6 +80,28 @@ def test_certificate_made_once_then_reused(tmp_path: Path) -> None:
     c = x509.load_pem_x509_certificate(cert.read_bytes())
     san = c.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "127.0.0.1" in [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+
+
+def test_tap_targeting_registry_services_and_reverse_names() -> None:
+    pod = PodInfo(
+        uid="u1", name="orders-1", namespace="shop", ips=("10.9.0.2",),
+        labels={"app": "orders"}, node="n", workload="Deployment/orders",
+    )  # fmt: skip
+    t = TapTargeting(
+        "n", [pod], ["10.9.1.1"], reverse_lookups=False, services={"10.9.0.2": "orders"}
+    )
+    assert t.targets == {"10.9.0.2", "10.9.1.1"}
+    info = t.endpoint_info("10.9.0.2")
+    assert (info["pod"], info["namespace"], info["service"]) == ("orders-1", "shop", "orders")
+    assert info["workload"] == "Deployment/orders" and info["labels"] == {"app": "orders"}
+    assert t.endpoint_info("10.9.0.2") is info  # merged once, not per entry
+    assert not t.endpoint_info("10.9.1.1").get("pod")
+    # an address no pod names gets its reverse DNS name (here from /etc/hosts), off-thread
+    r = TapTargeting("n", [], ["127.0.0.1"])
+    deadline = time.monotonic() + 5
+    while not r.endpoint_info("127.0.0.1").get("workload") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert r.endpoint_info("127.0.0.1")["workload"] == socket.gethostbyaddr("127.0.0.1")[0]
 
 
 def _login_app() -> FastAPI:
@@ -256,6 +280,8 @@ def test_tap_demo_end_to_end(tap_run: _Tap) -> None:
                 assert e["dst"]["namespace"] in ("shop", "payments", "kube-system")
         workloads = {e["dst"]["workload"] for es in seen.values() for e in es}
         assert "Deployment/inventory" in workloads or "StatefulSet/redis" in workloads
+        services = {e["dst"].get("service") for es in seen.values() for e in es}
+        assert {"kube-dns", "postgres"} <= services, services
 
         # secrets are redacted before they reach the hub
         posts = _entries(browser, base, 'proto == "http" && request.method == "POST"', 10)
