@@ -4,7 +4,10 @@ operation it wraps (stdlib ``re``/``re2`` search, a dict lookup) in the same run
 The live stream evaluates each viewer's filter on every entry, so this is the per-entry,
 per-viewer price. Entries are realistic HTTP entries (headers, a 300-byte JSON body).
 
-    .venv/bin/python -m benchmarks.query_matches [--entries 20000]
+    .venv/bin/python -m benchmarks.query_matches [--entries 20000] [--sql-rows 300000]
+
+A second section runs the compiled WHERE clauses on DuckDB (rows stored by the hub's
+own storage) next to hand-written SQL over the same columns, in the same run.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ def _per_entry_ns(fn: Callable[[dict[str, Any]], object], entries: list[dict[str
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--entries", type=int, default=20000)
+    ap.add_argument("--sql-rows", type=int, default=300_000)
     args = ap.parse_args(argv)
     entries = _entries(args.entries)
     pattern = r"^/api/v[0-9]+/orders/[0-9]*7$"
@@ -102,6 +106,73 @@ def main(argv: list[str] | None = None) -> None:
     print("|---|---:|---|---:|---:|")
     for name, ours, peer_name, theirs in rows:
         print(f"| `{name}` | {ours:,.0f} | {peer_name} | {theirs:,.0f} | {ours / theirs:.1f}x |")
+    if args.sql_rows:
+        _sql_section(args.sql_rows)
+
+
+SQL_CASES = [
+    ('response.status >= 500 && dst.namespace == "payments"',
+     "status >= 500 AND dst_namespace = 'payments'"),
+    ('request.path.startsWith("/api/v1/")', "starts_with(path, '/api/v1/')"),
+    ('request.path.matches("^/api/v1/orders/[0-9]*7$")',
+     "regexp_matches(path, '^/api/v1/orders/[0-9]*7$')"),
+    ('elapsed > duration("500ms")', "elapsed > 0.5"),
+    ('request.headers["x-id"] == "id-77"', "request->>'$.headers.\"x-id\"' = 'id-77'"),
+    ('request.body.contains("order\\": 77")', "contains(decode(req_body), 'order\": 77')"),
+    ('!(request.method == "GET")', "NOT coalesce(method = 'GET', false)"),
+]  # fmt: skip
+
+
+def _sql_section(n: int) -> None:
+    import sqlalchemy as sa
+
+    from hub.storage.duckdb import DuckDBStorage
+
+    storage = DuckDBStorage(":memory:")
+    t0 = 1_767_000_000.0
+    batch = []
+    for i in range(n):
+        batch.append(
+            make_http_entry(
+                ["GET", "POST"][i % 2],
+                f"/api/v{i % 3}/orders/{i}",
+                [200, 404, 503][i % 3],
+                dst_ns=["payments", "shop", "db"][i % 3],
+                request_headers={"x-id": f"id-{i}", "host": "svc"},
+                request_body=f'{{"order": {i}}}',
+                ts=t0 + i * 0.01,
+                elapsed=(i % 100) / 100,
+            )  # fmt: skip
+        )
+        if len(batch) == 20000:
+            storage.ingest(batch)
+            batch = []
+    if batch:
+        storage.ingest(batch)
+    con = storage._con  # the storage's own connection: same data, same settings
+
+    def best_ms(sql: str, params: list[Any]) -> tuple[float, int]:
+        con.execute(sql, params).fetchall()  # warm-up
+        best, count = float("inf"), 0
+        for _ in range(5):
+            t = time.perf_counter()
+            count = con.execute(sql, params).fetchall()[0][0]
+            best = min(best, time.perf_counter() - t)
+        return best * 1000, count
+
+    print(f"\n## Compiled WHERE on DuckDB vs hand-written SQL ({n:,} rows)\n")
+    print("| query | rows | compiled ms | hand-written ms | ratio |")
+    print("|---|---:|---:|---:|---:|")
+    for text, bare in SQL_CASES:
+        where = compile_query(text).where(storage.table, NOW)
+        sql, params = storage.compile(
+            sa.select(sa.func.count()).select_from(storage.table).where(where)
+        )
+        ours, n1 = best_ms(sql, params)
+        theirs, n2 = best_ms(f"SELECT count(*) FROM entries WHERE {bare}", [])
+        assert n1 == n2, (text, n1, n2)
+        print(f"| `{text}` | {n1:,} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f}x |")
+    storage.close()
 
 
 if __name__ == "__main__":
