@@ -86,25 +86,20 @@ class _RuleSet:
         # every pattern's hint in one RE2 set: one linear pass tells which may hit
         self.hinted = tuple(p for p in self.patterns if p.hint)
         self.unhinted = tuple(p for p in self.patterns if not p.hint)
-        self.hint_set: Any = None
-        if self.hinted:
-            self.hint_set = re2.Set.SearchSet(re2.Options())
-            for p in self.hinted:
-                self.hint_set.Add(p.hint)
-            self.hint_set.Compile()
+        self.hint_set: _AnyOf | None = (
+            _AnyOf([p.hint for p in self.hinted]) if self.hinted else None
+        )
         self.gate = _gate(self)
         self.plain_headers: set[Any] = set()
         """Raw header names known to need no rule by name (a bounded cache)."""
         # a body's one look: every pattern hint, then the JSON key names as written
-        self.body_set: Any = None
+        self.body_set: _AnyOf | None = None
         self.body_names = len(self.hinted)
-        if self.hint_set is not None or minimal:
-            self.body_set = re2.Set.SearchSet(re2.Options())
-            for p in self.hinted:
-                self.body_set.Add(p.hint)
+        if self.hinted or minimal:
+            members = [p.hint for p in self.hinted]
             if minimal:
-                self.body_set.Add("(?i)" + "|".join(_flex(w) for w in minimal))
-            self.body_set.Compile()
+                members.append("(?i)" + "|".join(_flex(w) for w in minimal))
+            self.body_set = _AnyOf(members)
         self.keys: dict[str, int] = {}
         """Raw JSON key → 0 (not sensitive), 1 (a sensitive name), 2 (the last segment of
         a dotted path): a cache, so that a key seen before costs one dict lookup."""
@@ -250,7 +245,36 @@ def _flex(name: str) -> str:
     return "[-_]*".join(re.escape(c) for c in name)
 
 
-def _gate(rs: _RuleSet) -> Any:
+class _AnyOf:
+    """Which of some RE2 regexes match a text: one linear pass over the text for "none"
+    (the usual answer), then each regex alone only when something matched.
+
+    "None" comes from a plain RE2 search, never from an ``re2.Set`` alone: a set whose
+    DFA runs out of memory answers "no match" without saying so (the Python binding drops
+    the error), and a gate must never miss. A plain search falls back to another engine
+    instead, so its answer is always right; the set then tells which members matched, and
+    if it has nothing to say, each member is searched alone."""
+
+    __slots__ = ("one", "set", "each")
+
+    def __init__(self, members: list[str]) -> None:
+        self.one = re2.compile("|".join(f"(?:{m})" for m in members))
+        self.set = re2.Set.SearchSet(re2.Options())
+        for m in members:
+            self.set.Add(m)
+        self.set.Compile()
+        self.each = tuple(re2.compile(m) for m in members)
+
+    def Match(self, data: bytes) -> list[int] | None:  # noqa: N802 (re2.Set's name)
+        if self.one.search(data) is None:
+            return None
+        found = self.set.Match(data)  # fast; empty only if its DFA gave up
+        if found:
+            return list(found)
+        return [i for i, r in enumerate(self.each) if r.search(data) is not None]
+
+
+def _gate(rs: _RuleSet) -> _AnyOf | None:
     """One RE2 set over an entry's JSON encoding (headers already redacted by name) that
     matches wherever the rest of the engine could find something: a pattern's hint, a
     sensitive query/form/JSON/field name, a URL header with a query, and whatever hides
@@ -274,8 +298,4 @@ def _gate(rs: _RuleSet) -> Any:
         r'_encoding":"base64"',
         r"(?i)multipart/",
     ]
-    gate = re2.Set.SearchSet(re2.Options())
-    for m in members:
-        gate.Add(m)
-    gate.Compile()
-    return gate
+    return _AnyOf(members)

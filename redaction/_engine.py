@@ -177,7 +177,8 @@ class _Job:
         body = msg.get("body")
         head = {k: v for k, v in msg.items() if k != "body"} if body else msg
         blob = _json_encode((head, extra))
-        hit = bool(self.rs.gate.Match(blob))
+        gate = self.rs.gate
+        hit = gate is None or bool(gate.Match(blob))
         blobs.append(b"" if hit else blob)
         if hit or body:
             msg = self.message(msg, prefix, proto, head=hit)
@@ -876,10 +877,11 @@ class Engine:
         # could be sensitive; most entries stop there.
         request = job.headers_first(request, "request")
         response = job.headers_first(response, "response")
-        full = proto in _FULL_PROTOS or rs.gate is None
+        gate = rs.gate
+        full = proto in _FULL_PROTOS or gate is None
         blobs: list[bytes] = []
         whole = b"" if full else _json_encode((request, response, summary))
-        if full or rs.gate.Match(whole):
+        if full or gate is None or gate.Match(whole):
             # something somewhere: look at each side, its head and its body, on its own
             request, head_hit = job.side(request, "request", proto, full, summary, blobs)
             response, _ = job.side(response, "response", proto, full, None, blobs)

@@ -336,3 +336,18 @@ def test_thread_safe() -> None:
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_gate_never_trusts_an_empty_set_answer() -> None:
+    """An re2.Set whose DFA ran out of memory says "no match"; the gate must not miss."""
+    from redaction._compiled import _AnyOf
+
+    gate = _AnyOf(["abc", "x[0-9]"])
+
+    class GaveUp:
+        def Match(self, data: bytes) -> None:  # noqa: N802
+            return None
+
+    gate.set = GaveUp()
+    assert gate.Match(b"zz x5 abc") == [0, 1]
+    assert gate.Match(b"nothing here") is None
