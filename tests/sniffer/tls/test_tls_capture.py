@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,3 +108,50 @@ def test_https_both_ends_redacted_same_ids_untargeted_never(
     cap.stop()
     assert perf_fds() == base_fds  # every uprobe and tracepoint is gone
     assert "libssl" not in Path("/sys/kernel/tracing/uprobe_events").read_text()
+
+
+HANGING_CLIENT = """
+import socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection((sys.argv[1], int(sys.argv[2]))))
+s.sendall(b"GET /hanging HTTP/1.1\\r\\nHost: x\\r\\n")  # no blank line: no answer comes
+print("sent", flush=True)
+s.recv(100)  # blocks inside SSL_read until killed
+"""
+
+
+def test_exit_mid_call_and_process_without_libssl_do_not_disturb(
+    capture: tuple[TlsCapture, Sink, list[Pod]], tmp_path: Path
+) -> None:
+    cap, sink, (srv, cli, _srv2, _cli2) = capture
+    https_server(srv, tmp_path)
+    idle = cli.popen("sleep", "60")  # a targeted process without libssl
+    cap.start()
+    cap.set_targets([srv.ip, cli.ip])
+    wait_for(lambda: cap.probes is not None and idle.pid in cap.probes.map_pids(), 10,
+             "the libssl-less process targeted")  # fmt: skip
+    hang = cli.popen(sys.executable, "-c", HANGING_CLIENT, srv.ip, str(PORT),
+                     stdout=subprocess.PIPE)  # fmt: skip
+    assert hang.stdout is not None and hang.stdout.readline().strip() == b"sent"
+    time.sleep(0.3)
+    assert cap.probes is not None
+    inflight = cap.probes.bpf[b"inflight"]
+    wait_for(lambda: list(inflight.keys()), 5, "a call in flight")
+    os.killpg(hang.pid, signal.SIGKILL)  # the process dies inside SSL_read
+    hang.wait(timeout=5)
+    wait_for(lambda: not list(inflight.keys()), 5, "the dead call forgotten")
+
+    for i in range(2):
+        cli.curl(f"https://{srv.ip}:{PORT}/after/{i}", "-k")
+    got = wait_for(lambda: len(sink.by_path("/after/")) >= 4 and sink.by_path("/after/"), 10,
+                   f"calls after the exit ({cap.counters})")  # fmt: skip
+    assert sorted(e["request"]["path"] for e in got) == ["/after/0"] * 2 + ["/after/1"] * 2
+    assert all(e["response"]["status"] == 200 and e["tls"] for e in got)
+    # the dead client's half request: kept on the server side as a request without answer
+    # once its socket closed; never mixed into the later calls
+    cap.stop()
+    hanging = sink.by_path("/hanging")
+    assert all(not e.get("response") for e in hanging)
+    assert cap.c["scans"] >= 1
