@@ -105,3 +105,16 @@ def test_ebpf_updates_maps_in_place(node: tuple[TestNode, Pod, Pod, Pod]) -> Non
         assert c["passed"] >= len(frames) and c["seen"] > c["passed"]
     finally:
         src.close()
+
+
+def test_auto_prefers_ebpf_and_says_why() -> None:
+    src, why = open_source("auto", RingConfig(block_count=4))
+    try:
+        assert src.name == "ebpf" and why.startswith("auto:") and "eBPF" in why
+    finally:
+        src.close()
+
+
+def test_bad_interface_is_a_clear_error() -> None:
+    with pytest.raises(CaptureError, match="no interface 'kwt-nope0'"):
+        open_source("afpacket", RingConfig(interface="kwt-nope0", block_count=4))
