@@ -74,3 +74,10 @@ def test_protocol_macro_equals_proto_comparison() -> None:
     assert compile_query("grpc").matches(entry, NOW)
     assert compile_query('proto == "grpc"').matches(entry, NOW)
     assert not compile_query("http").matches(entry, NOW)
+
+
+def test_fields_used_lets_the_hub_refuse_body_probes() -> None:
+    q = compile_query('http && request.body.contains("token") || src.labels["app"] == "x"')
+    assert q.fields_used == {"proto", "request.body", "src.labels"}
+    assert compile_query("").fields_used == frozenset()
+    assert "response.body" in compile_query("size(response.body) > 0").fields_used
