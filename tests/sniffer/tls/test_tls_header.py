@@ -23,7 +23,7 @@ def test_event_layout_matches_header(tmp_path: Path) -> None:
         '#include <stdio.h>\n#include <stddef.h>\n#include "tls_event.h"\nint main(void) {\n'
         + "".join(f'  printf("{f} %zu\\n", offsetof(struct kw_tls_event, {f}));\n' for f in fields)
         + '  printf("data %zu\\n", offsetof(struct kw_tls_event, data));\n'
-        '  printf("size %zu\\n", sizeof(struct kw_tls_event));\n  return 0;\n}\n'
+        '  printf("sizeof %zu\\n", sizeof(struct kw_tls_event));\n  return 0;\n}\n'
     )
     exe = tmp_path / "layout"
     subprocess.run([cc, f"-I{probes.HEADER.parent}", "-o", str(exe), str(src)], check=True)
@@ -31,7 +31,7 @@ def test_event_layout_matches_header(tmp_path: Path) -> None:
     for f in fields:
         assert int(out[f]) == getattr(probes.TlsEvent, f).offset, f
     assert int(out["data"]) == probes.HEADER_SIZE == ctypes.sizeof(probes.TlsEvent)
-    assert int(out["size"]) == probes.HEADER_SIZE + probes.CHUNK
+    assert int(out["sizeof"]) == probes.HEADER_SIZE + probes.CHUNK
 
 
 def test_constants_from_header() -> None:
