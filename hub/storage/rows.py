@@ -95,6 +95,11 @@ def _int32(v: Any) -> int | None:
 def _column(values: list[Any], typ: pa.DataType, clean: Any = None) -> pa.Array:
     """Fast path: Arrow converts the list as is; when a value doesn't fit (a protocol put a
     string where a number belongs, a number out of range) fall back to cleaning each."""
+    if clean is not None and pa.types.is_integer(typ):
+        # Arrow would truncate a float (0.5 -> 0) into an integer column: only exact ints
+        # (not bools, not floats) take the fast path
+        if not all(v.__class__ is int or v is None for v in values):
+            return pa.array([clean(v) for v in values], typ)
     try:
         return pa.array(values, typ)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):

@@ -261,3 +261,14 @@ def test_page_finds_old_matches_past_the_first_window(storage: DuckDBStorage) ->
     assert [r["id"] for r in rest] == [e.id for e in reversed(old)][4:]
     assert storage.page(t.c.status == 404, 10) == []
     assert DuckDBStorage().page(sa.true(), 10) == []  # empty store
+
+
+def test_non_int_status_and_ports_are_not_truncated(storage: DuckDBStorage) -> None:
+    odd = [make_http_entry() for _ in range(4)]
+    odd[0].response["status"] = 0.5
+    odd[1].response["status"] = True
+    odd[2].response["status"] = "200"
+    odd[3].response["status"] = 404
+    storage.ingest(odd)
+    got = [storage.get(e.id, sa.true())["status"] for e in odd]  # type: ignore[index]
+    assert got == [None, None, None, 404]
