@@ -55,7 +55,7 @@ def test_ship_is_idempotent_and_refusals_are_errors(live: str) -> None:
     assert ship(es, live, "ingest-secret").duplicates == 3
     with pytest.raises(HubError) as exc:
         ship(es, live, "wrong")
-    assert exc.value.status == 403
+    assert exc.value.status in (401, 403)
 
 
 def test_query_ndjson_and_table(live: str, env: Path) -> None:
@@ -150,4 +150,4 @@ def test_read_to_hub(live: str) -> None:
     st = httpx.get(f"{live}/api/v1/stats", headers={"Authorization": "Bearer cli-token"}).json()
     assert st["total"] == 30 + 37
     bad = runner.invoke(read, [str(path), "--to-hub", live, "--token", "wrong"])
-    assert bad.exit_code == 1 and "403" in bad.output
+    assert bad.exit_code == 1 and ("401" in bad.output or "403" in bad.output)
