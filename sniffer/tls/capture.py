@@ -65,6 +65,8 @@ __all__ = ["TLS_INDEX_BASE", "IsnLookup", "TlsCapture", "TlsSettings"]
 log = logging.getLogger("kubeweir.sniffer.tls")
 
 TLS_INDEX_BASE = 1 << 32
+POLL_MS = 20
+"""Longest wait between ring drains (data events do not wake the reader)."""
 _STREAM_ID = struct.Struct("!IIH")
 CLIENT = Direction.CLIENT
 SERVER = Direction.SERVER
@@ -219,7 +221,7 @@ class TlsCapture:
         next_scan = time.monotonic() + self.settings.scan_interval
         while not self._stop.is_set():
             try:
-                self.probes.poll(100)
+                self.probes.poll(POLL_MS)
                 now = time.monotonic()
                 if now >= next_scan or self._rescan.is_set():
                     self._rescan.clear()
@@ -339,6 +341,8 @@ class TlsCapture:
         if st is not None and st.conn is not None and fd >= 0:
             # a freed SSL* address is soon reused for the next connection: a TLS connection
             # never changes its fd, and with the same fd number the socket inode differs
+            # a TLS connection never changes its fd; with the same fd number, a new socket
+            # inode (or the accept/getpeername address event, see _on_addr) tells
             if fd != st.fd:
                 self._close_stream(st)
                 st = None

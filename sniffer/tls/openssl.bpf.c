@@ -81,6 +81,9 @@ static __always_inline int kw_return(struct pt_regs *ctx) {
     kw_count(KW_TLS_CALLS);
 
     struct kw_ssl_key key = {.tgid = id >> 32, .pad = 0, .ssl = call.ssl};
+    // a new SSL* wakes the reader at once (it names its connection while the socket is
+    // still there); later calls are drained in batches
+    u64 wake = ssl_fds.lookup(&key) ? BPF_RB_NO_WAKEUP : BPF_RB_FORCE_WAKEUP;
     int fd = call.fd;
     if (fd >= 0) {
         ssl_fds.update(&key, &fd);  // a syscall inside the call: the BIO's socket
@@ -134,7 +137,7 @@ static __always_inline int kw_return(struct pt_regs *ctx) {
             ev->size = 0;  // user space records the missing bytes as a gap
             size = 0;
         }
-        if (events.ringbuf_output(ev, offsetof(struct kw_tls_event, data) + size, 0) != 0)
+        if (events.ringbuf_output(ev, offsetof(struct kw_tls_event, data) + size, wake) != 0)
             kw_count(KW_TLS_RING_FULL);
         else
             kw_count(KW_TLS_EVENTS);

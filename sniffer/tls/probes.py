@@ -200,7 +200,10 @@ class Probes:
 
     # --- events ----------------------------------------------------------------------
     def poll(self, timeout_ms: int) -> None:
+        """Wait up to ``timeout_ms`` for a waking event (exec, address), then drain the
+        ring (data events do not wake the reader)."""
         self.bpf.ring_buffer_poll(timeout_ms)
+        self.bpf.ring_buffer_consume()
 
     def counters(self) -> dict[str, int]:
         return {
