@@ -140,3 +140,26 @@ def test_wrong_ca_is_refused(hub: HubProcess, tmp_path: Path) -> None:
         assert s.spool.pending_entries == 3
     finally:
         s.stop(drain_timeout=0.2)
+
+
+def test_batches_are_bounded_in_bytes(tmp_path: Path) -> None:
+    cfg = ShipperConfig(hub_url="https://127.0.0.1:9", max_batch_entries=1000,
+                        max_batch_bytes=4000)  # fmt: skip
+    s = Shipper(cfg, Spool(tmp_path / "spool"), TokenSource("t"))
+    big = _entries(10)
+    for e in big:
+        e.request["body"] = "x" * 1500
+    s.add(big)
+    sizes = []
+    while s.queued:
+        sizes.append(len(s._cut()))
+    assert sum(sizes) == 10 and max(sizes) == 2  # two 1.5 KB entries fit in 4 KB, not three
+    s._client.close()
+
+
+def test_full_queue_drops_new_entries_counted(tmp_path: Path) -> None:
+    cfg = ShipperConfig(hub_url="https://127.0.0.1:9", max_queue=5)
+    s = Shipper(cfg, Spool(tmp_path / "spool"), TokenSource("t"))
+    s.add(_entries(8))
+    assert s.queued == 5 and s.entries_dropped_queue == 3
+    s._client.close()

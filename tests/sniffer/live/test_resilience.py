@@ -97,3 +97,26 @@ def test_sniffer_restart_resumes_its_spool(cluster: Cluster) -> None:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+def test_stop_flushes_unanswered_calls(cluster: Cluster) -> None:
+    """SIGTERM/stop: exchanges still open in the pipeline (a request with no response yet)
+    are flushed as entries with an error, sealed and shipped — not lost with the process."""
+    slow = cluster.pod("slow", "shop", app="slow")
+    cli = cluster.pod("cli", "shop", app="cli")
+    never_answers = (
+        "import socket, time\n"
+        "s = socket.socket(); s.bind(('0.0.0.0', 9000)); s.listen(8)\n"
+        "c, _ = s.accept(); time.sleep(60)"
+    )
+    slow.popen(sys.executable, "-c", never_answers)
+    slow.wait_port(9000)
+    agent = cluster.agent("afpacket")
+    wait_for(lambda: slow.ip in agent.targeting.targets)
+    hang = cli.popen("curl", "-s", "--max-time", "30", f"http://{slow.ip}:9000/hang/1")
+    wait_for(lambda: agent.pipeline.counters.get("packets", 0) >= 4, 10, "the request captured")
+    agent.stop(drain_timeout=5)
+    cluster.agents.remove(agent)
+    hang.kill()
+    got = wait_for(lambda: cluster.entries("/hang/"), 10, "the unanswered call in the hub")
+    assert len(got) == 1 and got[0]["error"] and not got[0].get("response", {}).get("status")
