@@ -262,3 +262,13 @@ def test_front_fallback(client: TestClient) -> None:
     r = client.get("/some/spa/route")
     assert r.status_code == 200 and "<html" in r.text.lower()
     assert client.get("/api/v1/nope", headers=ADMIN).status_code == 404
+
+
+def test_metrics_count_queries_and_ingest(client: TestClient, data: dict[str, list[str]]) -> None:
+    client.get("/api/v1/entries", headers=ADMIN)
+    client.get("/api/v1/servicemap", headers=ADMIN)
+    text = client.get("/metrics").text
+    assert 'kubeweir_query_seconds_count{route="entries"} 1.0' in text
+    assert 'kubeweir_query_seconds_count{route="servicemap"} 1.0' in text
+    assert "kubeweir_ingest_entries_total 19.0" in text
+    assert "kubeweir_stored_entries 19.0" in text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel
 
 from hub.api.deps import (
@@ -14,9 +14,11 @@ from hub.api.deps import (
     SettingsDep,
     StorageDep,
     compile_filter,
+    get_metrics,
 )
 from hub.core.config import Settings
 from hub.core.security import BadToken, cursor_signer, load_signed
+from hub.metrics import HubMetrics
 from hub.scope import VIEW_BODIES
 from hub.storage.rows import row_to_entry
 
@@ -55,13 +57,15 @@ def list_entries(
     f: EntryFilterDep,
     storage: StorageDep,
     settings: SettingsDep,
+    metrics: Annotated[HubMetrics, Depends(get_metrics)],
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> EntryPage:
     """Newest first. ``q`` is CEL; ``from``/``to`` are RFC 3339 or epoch seconds."""
     after = decode_cursor(settings, cursor) if cursor else None
     limit = min(limit, settings.page_max)
-    rows = storage.page(f.where, limit, after)
+    with metrics.query_seconds.labels("entries").time():
+        rows = storage.page(f.where, limit, after)
     headers = f.viewer.may(VIEW_BODIES)
     entries = [row_to_entry(r, with_bodies=False, with_headers=headers) for r in rows]
     next_cursor = None

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from hub.api.deps import EntryFilterDep, StorageDep
+from hub.api.deps import EntryFilterDep, StorageDep, get_metrics
+from hub.metrics import HubMetrics
 
 router = APIRouter(tags=["stats"])
+
+Metrics = Annotated[HubMetrics, Depends(get_metrics)]
 
 
 class Stats(BaseModel):
@@ -22,8 +25,9 @@ class Stats(BaseModel):
 
 
 @router.get("/stats", response_model=Stats, summary="Counts over a window")
-def stats(f: EntryFilterDep, storage: StorageDep) -> Stats:
-    return Stats(**storage.stats(f.where))
+def stats(f: EntryFilterDep, storage: StorageDep, metrics: Metrics) -> Stats:
+    with metrics.query_seconds.labels("stats").time():
+        return Stats(**storage.stats(f.where))
 
 
 class MapNode(BaseModel):
@@ -55,8 +59,9 @@ class ServiceMap(BaseModel):
 
 
 @router.get("/servicemap", response_model=ServiceMap, summary="Workload-to-workload edges")
-def servicemap(f: EntryFilterDep, storage: StorageDep) -> ServiceMap:
-    rows = storage.servicemap(f.where)
+def servicemap(f: EntryFilterDep, storage: StorageDep, metrics: Metrics) -> ServiceMap:
+    with metrics.query_seconds.labels("servicemap").time():
+        rows = storage.servicemap(f.where)
     if not rows:
         return ServiceMap(nodes=[], edges=[])
     first = f.start or min(r["first"] for r in rows)
