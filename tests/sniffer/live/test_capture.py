@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import httpx
@@ -179,3 +180,18 @@ def test_sniffer_identity_by_service_account_token(cluster: Cluster) -> None:
     assert cluster.kube.emulator is not None
     assert {r["token"] for r in cluster.kube.emulator.reviews} == {"sa-token-1", "sa-token-2"}
     assert agent.shipper.send_errors == 0
+
+
+def test_overload_drops_are_counted_never_hidden(cluster: Cluster) -> None:
+    """A tiny ring under wrk: the kernel drops, and the drops are counted and exported."""
+    server = cluster.pod("nginx", "shop", app="nginx")
+    load = cluster.pod("wrk", "shop", app="wrk")
+    server.nginx(80)
+    agent = cluster.agent("afpacket", ring_mb=2)
+    wait_for(lambda: server.ip in agent.targeting.targets)
+    load.exec("wrk", "-t1", "-c8", "-d3s", f"http://{server.ip}/", timeout=30)
+    drops = wait_for(lambda: agent.source_stats()["kernel_drops"], 10, "kernel drops counted")
+    metrics = httpx.get(f"http://127.0.0.1:{agent.http_port}/metrics").text
+    exported = re.search(r'^kubeweir_sniffer_drops_total\{reason="kernel"\} (\S+)$', metrics, re.M)
+    assert exported is not None and float(exported.group(1)) >= drops
+    assert agent.drops()["kernel"] >= drops > 0
