@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -109,11 +110,25 @@ def _free_port() -> int:
         return port
 
 
-def http_ingest(entries: list[Entry], batch: int, senders: int, tmp: Path) -> tuple[float, int]:
+def _read_pages(url: str, stop: threading.Event, out: list[float]) -> None:
+    """A viewer paging the newest entries in a loop (latency of each page)."""
+    with httpx.Client(base_url=url, headers={"Authorization": "Bearer reader"}, timeout=60) as c:
+        while not stop.is_set():
+            t = time.perf_counter()
+            c.get("/api/v1/entries", params={"limit": 100}).raise_for_status()
+            out.append(time.perf_counter() - t)
+
+
+def http_ingest(
+    entries: list[Entry], batch: int, senders: int, tmp: Path, reads: dict[str, list[float]]
+) -> tuple[float, int]:
     """Seconds to POST every batch to a hub process, and the hub's peak RSS (KiB)."""
     port = _free_port()
     cfg = tmp / "hub.yaml"
-    cfg.write_text("ingest_token: bench\nretention_max_age: null\nretention_max_bytes: null\n")
+    cfg.write_text(
+        "ingest_token: bench\nretention_max_age: null\nretention_max_bytes: null\n"
+        "viewer_tokens:\n  reader: {name: reader, namespaces: ['*']}\n"
+    )
     repo = Path(__file__).resolve().parent.parent
     proc = subprocess.Popen(
         [sys.executable, "-m", "kubeweir", "hub", "--config", str(cfg), "--port", str(port),
@@ -146,10 +161,21 @@ def http_ingest(entries: list[Entry], batch: int, senders: int, tmp: Path) -> tu
                 n: int = r.json()["accepted"]
                 return n
 
+            stop = threading.Event()
+            during: list[float] = []
+            reader = threading.Thread(target=_read_pages, args=(url, stop, during))
             t = time.perf_counter()
+            reader.start()
             with ThreadPoolExecutor(senders) as pool:  # sniffers on several nodes at once
                 accepted = sum(pool.map(post, bodies))
             elapsed = time.perf_counter() - t
+            stop.set()
+            reader.join()
+            idle: list[float] = []
+            idle_stop = threading.Event()
+            threading.Timer(3.0, idle_stop.set).start()
+            _read_pages(url, idle_stop, idle)
+            reads.update(during=during, idle=idle)
         assert accepted == len(entries), accepted
         rss = _rss_kib(proc.pid)
     finally:
@@ -175,7 +201,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         bare = bare_append(entries, str(tmp / "bare.duckdb"))
-        http, rss = http_ingest(entries, args.batch, args.senders, tmp)
+        reads: dict[str, list[float]] = {}
+        http, rss = http_ingest(entries, args.batch, args.senders, tmp, reads)
     n = len(entries)
     bare_rate, http_rate = n / bare, n / http
     ratio = http_rate / bare_rate
@@ -197,6 +224,12 @@ def main() -> None:
     print(f"\nRatio HTTP / bare: **{ratio:.2f}** (bar ≥ {BAR}: {verdict}). "
           f"Hub peak RSS {rss / 1024:.0f} MiB. {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} (shared machine).\n")  # fmt: skip
+    d, i = sorted(reads["during"]), sorted(reads["idle"])
+    if d and i:
+        print(f"A viewer paging the newest 100 entries meanwhile: {len(d)} pages during the "
+              f"ingest, p50 {d[len(d) // 2] * 1000:.0f} ms, p95 "
+              f"{d[int(len(d) * 0.95)] * 1000:.0f} ms; idle afterwards p50 "
+              f"{i[len(i) // 2] * 1000:.0f} ms ({len(i)} pages).\n")  # fmt: skip
 
 
 if __name__ == "__main__":
