@@ -9,8 +9,23 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from hub.api.routes import auth, entries, export, front, health, ingest, me, query, stats
+from hub.api.routes import (
+    audit,
+    auth,
+    entries,
+    export,
+    front,
+    health,
+    ingest,
+    me,
+    query,
+    saml,
+    stats,
+    tokens,
+)
 from hub.api.routes import stream as stream_routes
+from hub.auth import middleware
+from hub.auth.service import AuthService
 from hub.core.config import Settings, get_settings
 from hub.enrich import ClusterIndex, Enricher
 from hub.metrics import HubMetrics
@@ -41,6 +56,24 @@ def open_storage(settings: Settings) -> Storage:
     )
 
 
+def make_auth(cfg: Settings, storage: Storage, metrics: HubMetrics) -> AuthService:
+    """The viewer authentication of an app, on the storage's database."""
+    from hub.scope import Viewer
+
+    config_tokens = {
+        token: Viewer(v.name, tuple(v.namespaces), frozenset(v.permissions))
+        for token, v in cfg.viewer_tokens.items()
+    }
+    return AuthService(
+        cfg.auth,
+        storage.sql_engine(),
+        cfg.secret_key.get_secret_value(),
+        cookie_secure=cfg.cookie_secure,
+        config_tokens=config_tokens,
+        metrics=metrics,
+    )
+
+
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
     """A hub app. With ``settings`` given they override ``get_settings`` for this app;
     with ``storage`` given the app uses it (and does not close it)."""
@@ -52,6 +85,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         store = open_storage(cfg) if own else storage
         assert store is not None
         app.state.storage = store
+        app.state.auth = make_auth(cfg, store, app.state.metrics)
         watcher = None
         if cfg.enrich:
             from hub.enrich import ClusterWatcher
@@ -75,6 +109,11 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         version="0.1.0",
         description="Ingest, storage, CEL queries and live streams of API-call entries.",
         lifespan=lifespan,
+        # Air-gapped and deny-by-default: no CDN-served docs pages; the OpenAPI document
+        # is served to viewers at /api/v1/openapi.json.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     if settings is not None:
         app.dependency_overrides[get_settings] = lambda: settings
@@ -85,9 +124,12 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.state.enricher = None
     app.state.storage = storage
 
+    app.state.auth = None
+    middleware.install(app)
     app.include_router(health.router)
     app.include_router(auth.router)
-    for module in (ingest, entries, stats, query, me, export):
+    app.include_router(saml.router)
+    for module in (ingest, entries, stats, query, me, export, tokens, audit):
         app.include_router(module.router, prefix=API)
     app.include_router(stream_routes.router, prefix=API)
     app.include_router(front.front_router(cfg.front_dist or _DEFAULT_DIST))

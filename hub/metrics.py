@@ -31,6 +31,15 @@ class HubMetrics:
         self.stream_missed = Counter(
             "kubeweir_stream_missed", "Entries a slow stream client missed", registry=r
         )
+        self.auth_failures = Counter(
+            "kubeweir_auth_failures", "Failed logins and refused credentials", registry=r
+        )
+        self.denials = Counter(
+            "kubeweir_denials", "Authenticated requests refused (scope, role, CSRF)", registry=r
+        )
+        self.rate_limited = Counter(
+            "kubeweir_rate_limited", "Requests refused with 429 after repeated failures", registry=r
+        )
         self.stored_entries = Gauge("kubeweir_stored_entries", "Entries in storage", registry=r)
         self.storage_bytes = Gauge("kubeweir_storage_bytes", "Storage size", registry=r)
         self.retention_deleted = Gauge(

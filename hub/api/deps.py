@@ -17,13 +17,9 @@ import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Query, Request, status
 from sqlalchemy.sql.elements import ColumnElement
 
+from hub.auth.service import AuthService
 from hub.core.config import Settings, get_settings
-from hub.core.security import (
-    SESSION_COOKIE,
-    ingest_token_ok,
-    viewer_for_session,
-    viewer_for_token,
-)
+from hub.core.security import ingest_token_ok
 from hub.scope import Viewer, in_scope, scope_clause
 from hub.storage.base import Storage
 
@@ -34,6 +30,7 @@ if TYPE_CHECKING:
     from hub.stream import Broadcaster
 
 __all__ = [
+    "CurrentIdentity",
     "CurrentViewer",
     "EntryFilter",
     "EntryFilterDep",
@@ -76,11 +73,9 @@ def get_enricher(request: Request) -> Enricher | None:
     return e
 
 
-_UNAUTHORIZED = HTTPException(
-    status.HTTP_401_UNAUTHORIZED,
-    detail="authentication required: Authorization: Bearer <token> or a session cookie",
-    headers={"WWW-Authenticate": "Bearer"},
-)
+def get_auth(request: Request) -> AuthService:
+    auth: AuthService = request.app.state.auth
+    return auth
 
 
 def _bearer(auth: str | None) -> str | None:
@@ -92,29 +87,19 @@ def _bearer(auth: str | None) -> str | None:
     return token.strip()
 
 
-def viewer_from_credentials(
-    settings: Settings, authorization: str | None, cookie: str | None
-) -> Viewer | None:
-    """The viewer behind a bearer token or a session cookie (HTTP and WebSocket alike)."""
-    token = _bearer(authorization)
-    if token is not None:
-        return viewer_for_token(settings, token)
-    if cookie:
-        return viewer_for_session(settings, cookie)
-    return None
+def current_viewer(request: Request) -> Viewer:
+    """The authenticated viewer with a non-empty scope, or 401/403/429 (audited)."""
+    return get_auth(request).authenticate(request)
 
 
-def current_viewer(request: Request, settings: SettingsDep) -> Viewer:
-    """The authenticated viewer, or 401."""
-    viewer = viewer_from_credentials(
-        settings, request.headers.get("authorization"), request.cookies.get(SESSION_COOKIE)
-    )
-    if viewer is None:
-        raise _UNAUTHORIZED
-    return viewer
+def current_identity(request: Request) -> Viewer:
+    """The authenticated viewer even without any role (for ``whoami``, which must be
+    able to say what is missing)."""
+    return get_auth(request).authenticate(request, require_scope=False)
 
 
 CurrentViewer = Annotated[Viewer, Depends(current_viewer)]
+CurrentIdentity = Annotated[Viewer, Depends(current_identity)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,13 +112,15 @@ class Sniffer:
 def sniffer_credential(request: Request, settings: SettingsDep) -> Sniffer:
     """The sniffer credential: the shared ingest token, or a sniffer ServiceAccount's
     projected token validated by TokenReview."""
+    auth = get_auth(request)
+    auth.check_rate(request)
     token = _bearer(request.headers.get("authorization"))
     if token is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            detail="sniffer credential required: Authorization: Bearer <ingest token>",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+        raise auth.refuse(
+            request, 401,
+            "sniffer credential required: Authorization: Bearer <ingest token>",
+            "no sniffer credential",
+        )  # fmt: skip
     if ingest_token_ok(settings, token):
         return Sniffer(name="token")
     if settings.sniffer_service_accounts:
@@ -142,9 +129,11 @@ def sniffer_credential(request: Request, settings: SettingsDep) -> Sniffer:
         try:
             identity = reviewer_for(request.app, settings).authenticate(token)
         except SnifferAuthError as exc:
+            if exc.status in (401, 403):
+                raise auth.refuse(request, 401, exc.reason, f"sniffer: {exc.reason}") from exc
             raise HTTPException(exc.status, detail=exc.reason) from exc
         return Sniffer(name=identity.username)
-    raise HTTPException(status.HTTP_403_FORBIDDEN, detail="unknown sniffer credential")
+    raise auth.refuse(request, 401, "unknown sniffer credential", "unknown sniffer credential")
 
 
 SnifferCredential = Annotated[Sniffer, Depends(sniffer_credential)]

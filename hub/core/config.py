@@ -12,6 +12,8 @@ import yaml
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hub.auth.config import AuthSettings
+
 __all__ = ["Settings", "ViewerTokenConfig", "get_settings", "load_settings"]
 
 PERMISSIONS = ("view-bodies", "download-pcap", "admin")
@@ -78,6 +80,9 @@ class Settings(BaseSettings):
     """ServiceAccounts (``namespace/name``) whose projected tokens sniffers may present,
     checked by TokenReview (``hub.core.sniffer_auth``); empty: the ingest token only."""
     sniffer_token_audience: str = "kubeweir"
+
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    """Viewer login (SAML), roles or Kubernetes RBAC, issued API tokens, rate limits."""
 
     front_dist: Path | None = None
     """Built dashboard; defaults to ``front/dist`` next to the package."""

@@ -93,3 +93,8 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def ready(self) -> bool: ...
+
+    @abc.abstractmethod
+    def sql_engine(self) -> sa.engine.Engine:
+        """An SQLAlchemy engine on the same database, for the hub's small tables
+        (API tokens, the audit log) that are written row by row."""

@@ -135,6 +135,7 @@ class DuckDBStorage(Storage):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._engine: sa.engine.Engine | None = None
 
     # -- plumbing ---------------------------------------------------------------------
 
@@ -470,7 +471,19 @@ class DuckDBStorage(Storage):
         with self._write_lock:
             if not self._closed:
                 self._closed = True
+                if self._engine is not None:
+                    self._engine.dispose()
                 self._con.close()
+
+    def sql_engine(self) -> sa.engine.Engine:
+        if self._engine is None:
+            from duckdb_engine import ConnectionWrapper
+
+            # Each pooled connection is a cursor of this process's one DuckDB instance.
+            self._engine = sa.create_engine(
+                "duckdb:///:memory:", creator=lambda: ConnectionWrapper(self._con.cursor())
+            )
+        return self._engine
 
     def ready(self) -> bool:
         if self._closed:

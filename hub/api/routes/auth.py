@@ -1,20 +1,22 @@
-"""``GET /auth/token-login``: trade a viewer token for a session cookie (browser links)."""
+"""``GET /auth/token-login``: trade a configured viewer token for a session cookie
+(browser links, as ``kubeweir tap`` prints one)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import RedirectResponse
 
-from hub.api.deps import SettingsDep
-from hub.core.security import SESSION_COOKIE, session_signer, token_digest, viewer_for_token
+from hub.api.deps import get_auth
+from hub.auth.service import AuthService
+from hub.auth.sessions import COOKIE
 
 router = APIRouter(tags=["auth"])
 
 
-def _safe_next(path: str) -> str:
+def safe_next(path: str) -> str:
     """Only a local path: no scheme, no host, no ``//`` (no open redirect)."""
     parts = urlsplit(path)
     if parts.scheme or parts.netloc or not path.startswith("/") or path.startswith("//"):
@@ -30,21 +32,20 @@ def _safe_next(path: str) -> str:
     responses={303: {"description": "to next"}, 401: {"description": "unknown token"}},
 )
 def token_login(
-    settings: SettingsDep,
+    request: Request,
+    auth: Annotated[AuthService, Depends(get_auth)],
     token: Annotated[str, Query()],
     next: Annotated[str, Query()] = "/",
 ) -> RedirectResponse:
-    viewer = viewer_for_token(settings, token)
+    auth.check_rate(request)
+    viewer = auth.config_viewer(token)
     if viewer is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, detail="unknown token")
-    resp = RedirectResponse(_safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
-    resp.set_cookie(
-        SESSION_COOKIE,
-        session_signer(settings).dumps({"t": token_digest(token)}),
-        max_age=settings.session_max_age,
-        httponly=True,
-        secure=settings.cookie_secure,
-        samesite="lax",
-        path="/",
-    )
+        raise auth.refuse(request, status.HTTP_401_UNAUTHORIZED, "unknown token", "link token")
+    auth.store.audit(viewer.name, auth.source(request), "login", "link", "ok")
+    resp = RedirectResponse(safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
+    cookie = auth.new_session(
+        viewer.name, (), "link",
+        namespaces=viewer.namespaces, permissions=tuple(sorted(viewer.permissions)),
+    )  # fmt: skip
+    resp.set_cookie(COOKIE, cookie, **auth.session_cookie_kwargs())
     return resp

@@ -7,9 +7,9 @@ import contextlib
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 
-from hub.api.deps import compile_filter, viewer_from_credentials
+from hub.api.deps import compile_filter
+from hub.auth.service import AuthService
 from hub.core.config import Settings, get_settings
-from hub.core.security import SESSION_COOKIE
 from hub.metrics import HubMetrics
 from hub.scope import VIEW_BODIES
 from hub.storage.base import Storage
@@ -24,13 +24,14 @@ async def stream(ws: WebSocket, q: str = "") -> None:
     when this client fell behind, ``{"type": "error", "detail": {...}}`` for a bad query."""
     app = ws.app
     settings: Settings = app.dependency_overrides.get(get_settings, get_settings)()
-    viewer = viewer_from_credentials(
-        settings, ws.headers.get("authorization"), ws.cookies.get(SESSION_COOKIE)
-    )
-    if viewer is None:
-        await ws.close(code=1008, reason="authentication required")
+    auth: AuthService = app.state.auth
+    try:
+        viewer = auth.authenticate(ws)
+    except HTTPException as exc:
+        await ws.close(code=1008, reason=str(exc.detail)[:120])
         return
     await ws.accept()
+    auth.store.audit(viewer.name, auth.source(ws), "stream", "/api/v1/stream", "ok", q=q)
     storage: Storage = app.state.storage
     try:
         f = compile_filter(viewer, storage.table, q)
