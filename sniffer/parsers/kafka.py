@@ -122,24 +122,38 @@ class _R:
         self.flex = False
         """Flexible version (KIP-482): compact strings/arrays/bytes, tagged fields."""
 
-    def _n(self, st: struct.Struct) -> int:
-        if self.p + st.size > len(self.b):
-            raise _Short
-        (v,) = st.unpack_from(self.b, self.p)
-        self.p += st.size
+    # struct raises struct.error past the end of the buffer: that is the length check
+    def i8(self) -> int:
+        try:
+            (v,) = _I8.unpack_from(self.b, self.p)
+        except struct.error:
+            raise _Short from None
+        self.p += 1
         return int(v)
 
-    def i8(self) -> int:
-        return self._n(_I8)
-
     def i16(self) -> int:
-        return self._n(_I16)
+        try:
+            (v,) = _I16.unpack_from(self.b, self.p)
+        except struct.error:
+            raise _Short from None
+        self.p += 2
+        return int(v)
 
     def i32(self) -> int:
-        return self._n(_I32)
+        try:
+            (v,) = _I32.unpack_from(self.b, self.p)
+        except struct.error:
+            raise _Short from None
+        self.p += 4
+        return int(v)
 
     def i64(self) -> int:
-        return self._n(_I64)
+        try:
+            (v,) = _I64.unpack_from(self.b, self.p)
+        except struct.error:
+            raise _Short from None
+        self.p += 8
+        return int(v)
 
     def skip(self, n: int) -> None:
         if n < 0:
@@ -271,6 +285,17 @@ class KafkaParser(StreamParser):
         r = self._r[direction]
         mv = memoryview(data)
         while mv:
+            if r.kept is None and not r.buf and len(mv) >= 4:
+                # fast path: a whole message in this chunk, read in place
+                (size,) = _I32.unpack_from(mv)
+                if 0 <= size <= _KEEP and len(mv) >= 4 + size:
+                    msg = bytes(mv[4 : 4 + size])
+                    mv = mv[4 + size :]
+                    if direction is Direction.CLIENT:
+                        self._request(msg, size, ts)
+                    else:
+                        self._response(msg, size, ts, ts)
+                    continue
             if r.kept is None:
                 if not r.buf:
                     r.start = ts
