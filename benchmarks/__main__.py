@@ -15,6 +15,7 @@ MODULES: list[str] = [
     "benchmarks.hub_query",
     "benchmarks.redaction",
     "benchmarks.live_capture",
+    "benchmarks.tls_capture",
 ]
 
 
