@@ -26,6 +26,14 @@ What ``--tls`` needs from the node (DaemonSet pod spec):
 - Kernel: uprobes (``CONFIG_UPROBE_EVENTS``), ``CONFIG_BPF_EVENTS``, syscall tracepoints
   (``CONFIG_FTRACE_SYSCALLS``), BPF ring buffer (5.8+).
 
+Cost: the probes sit on the libssl *file*, so every process mapping it takes the uprobe
+trap on each SSL call (targeted or not; the ``targets`` check comes after the trap), and
+each traced call takes two (entry + return). On this machine (a VM) a trap costs tens of
+microseconds: ``benchmarks/tls_capture.py`` measures it (BENCHMARKS.md) — the overhead bar
+is not met here. Attaching per process (perf ``pid`` filter, breakpoints only in targeted
+processes) would spare untargeted workloads, at the price of a probe set per process and
+a race with short-lived programs; not done.
+
 Limits: statically linked TLS (Go's crypto/tls, BoringSSL in Envoy, rustls) is not
 OpenSSL's ``libssl`` and is not seen; a program in a new pod that starts speaking TLS
 within a few milliseconds of its ``exec`` may lose its first call.
