@@ -6,29 +6,26 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import celpy.celtypes
 import lark
 from celpy.celparser import CELParser
 from celpy.evaluation import celbytes, celstr
 
 from hub.query import ast as a
+from hub.query import typecheck as tc
 from hub.query.catalog import (
     BOOL,
     BYTES,
     DOUBLE,
-    DURATION,
     DYN,
     FUNCTIONS,
     INT,
     LIST,
     MACROS,
     MAP,
-    NUMBER_TYPES,
     STRING,
-    TIMESTAMP,
     resolve_field,
 )
 from hub.query.errors import QueryError
@@ -48,7 +45,6 @@ MAX_REGEXES = 16
 """Most ``matches()`` calls in one query."""
 
 _Tree = lark.Tree[Any]
-_INT64 = (-(2**63), 2**63 - 1)
 NULL = "null"
 _ORDER_DOMAINS = {"string", "number", "timestamp"}
 _FLIP = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -177,7 +173,7 @@ class _Parser:
         acc = self.operand(self.visit(node, depth))
         for op, right_tree in reversed(ops):
             right = self.operand(self.visit(right_tree, depth))
-            acc = _fold(op, acc, right, _pos(right_tree))
+            acc = tc.fold(op, acc, right, _pos(right_tree))
         return acc
 
     def v_addition(self, tree: _Tree, depth: int) -> Any:
@@ -194,7 +190,7 @@ class _Parser:
             if isinstance(inner, a.BoolConst):
                 return a.BoolConst(not inner.value, _pos(tree))
             return a.Not(inner, _pos(tree))
-        return _fold("neg", self.operand(arg), None, _pos(tree))
+        return tc.fold("neg", self.operand(arg), None, _pos(tree))
 
     def _member(self, tree: _Tree, depth: int) -> _Ref:
         """A chain of ``.name`` and ``[key]`` over an identifier, walked iteratively."""
@@ -281,7 +277,7 @@ class _Parser:
         try:
             if kind in ("INT_LIT", "UINT_LIT"):
                 value = int(text.rstrip("uU"), 0)
-                _check_int(value, pos)
+                tc.check_int(value, pos)
                 return a.Const(value, INT, pos)
             if kind == "FLOAT_LIT":
                 f = float(text)
@@ -384,11 +380,11 @@ class _Parser:
             exists = a.Exists(lhs, pos)
             return exists if op == "!=" else a.Not(exists, pos)
         if isinstance(lhs, a.Const | a.NowOffset):
-            return a.BoolConst(_const_compare(op, lhs, rhs, pos), pos)
-        domain = _domain(lhs, rhs, pos)
+            return a.BoolConst(tc.const_compare(op, lhs, rhs, pos), pos)
+        domain = tc.domain(lhs, rhs, pos)
         if op not in ("==", "!=") and domain not in _ORDER_DOMAINS:
             raise QueryError(f"{op} does not apply to {domain} values", pos, "use == or !=")
-        return a.Compare(op, lhs, _convert(rhs, domain), domain, pos)
+        return a.Compare(op, lhs, tc.convert(rhs, domain), domain, pos)
 
     def membership(self, left: Any, right: Any, pos: int) -> a.Predicate:
         lhs = self.operand(left)
@@ -399,13 +395,13 @@ class _Parser:
                 return a.BoolConst(False, pos)
             if isinstance(lhs, a.Const):
                 return a.BoolConst(
-                    any(_const_compare("==", lhs, it, it.pos) for it in right.items), pos
+                    any(tc.const_compare("==", lhs, it, it.pos) for it in right.items), pos
                 )
-            domains = {_domain(lhs, it, it.pos) for it in right.items}
+            domains = {tc.domain(lhs, it, it.pos) for it in right.items}
             if len(domains) != 1:
                 raise QueryError("list items must all have one type", pos)
             domain = domains.pop()
-            values = tuple(_convert(it, domain).value for it in right.items)  # type: ignore[union-attr]
+            values = tuple(tc.convert(it, domain).value for it in right.items)  # type: ignore[union-attr]
             return a.InList(lhs, values, domain, pos)
         rhs = self.operand(right)
         if not isinstance(rhs, a.Field):
@@ -468,7 +464,7 @@ class _Parser:
             arg = self.operand(args[0][0])
             if not isinstance(arg, a.Const) or arg.type != STRING:
                 raise QueryError(f"{name}() takes a string literal", args[0][1])
-            return _time_literal(name, arg.value, args[0][1])
+            return tc.time_literal(name, arg.value, args[0][1])
         raise QueryError(f"unknown function {name!r}", pos, _suggest_fn(name))
 
     def str_test(self, name: str, receiver: Any, args: list[tuple[Any, int]], pos: int) -> Any:
@@ -489,7 +485,7 @@ class _Parser:
         if isinstance(target, a.Const):
             if target.type not in (STRING, BYTES):
                 raise QueryError(f"{name}() on a {target.type}", pos)
-            return a.BoolConst(_const_str_test(name, target.value, arg.value), pos)
+            return a.BoolConst(tc.const_str_test(name, target.value, arg.value), pos)
         if not isinstance(target, a.Field) or target.type not in (STRING, DYN, BYTES):
             what = target.type if isinstance(target, a.Field) else "value"
             raise QueryError(f"{name}() needs a string field, not a {what}", pos)
@@ -551,195 +547,6 @@ def _suggest_fn(name: str) -> str:
     names = [f.name for f in FUNCTIONS]
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     return "did you mean: " + ", ".join(close) if close else "functions: " + ", ".join(names)
-
-
-def _check_int(value: int, pos: int) -> None:
-    if not _INT64[0] <= value <= _INT64[1]:
-        raise QueryError("integer out of the 64-bit range", pos)
-
-
-def _time_literal(name: str, text: str, pos: int) -> a.Const:
-    try:
-        if name == "duration":
-            d = celpy.celtypes.DurationType(text)
-            return a.Const(
-                timedelta(seconds=d.seconds, days=d.days, microseconds=d.microseconds),
-                DURATION,
-                pos,
-            )
-        t = celpy.celtypes.TimestampType(text)
-        utc = t.astimezone(UTC)
-        value = datetime(
-            utc.year,
-            utc.month,
-            utc.day,
-            utc.hour,
-            utc.minute,
-            utc.second,
-            utc.microsecond,
-            tzinfo=UTC,
-        )
-        return a.Const(value, TIMESTAMP, pos)
-    except Exception as exc:  # celpy/pendulum raise various errors for bad text
-        example = '"250ms", "1h30m"' if name == "duration" else '"2026-01-01T00:00:00Z"'
-        raise QueryError(
-            f"invalid {name} {text[:40]!r}: {exc}", pos, f"for example {name}({example})"
-        ) from None
-
-
-def _kind(x: a.Operand) -> str:
-    if isinstance(x, a.Field):
-        return x.type
-    if isinstance(x, a.Size):
-        return INT
-    if isinstance(x, a.NowOffset):
-        return TIMESTAMP
-    return x.type
-
-
-def _describe(x: a.Operand) -> str:
-    if isinstance(x, a.Field):
-        return f"{x.spec.name} ({x.type})"
-    if isinstance(x, a.Size):
-        return "size() (int)"
-    if isinstance(x, a.NowOffset):
-        return "now() (timestamp)"
-    value = x.value.isoformat() if isinstance(x.value, datetime) else repr(x.value)
-    return f"{value} ({x.type})"
-
-
-def _domain(lhs: a.Operand, rhs: a.Operand, pos: int) -> str:
-    """The type both sides compare as, or a QueryError."""
-    lt, rt = _kind(lhs), _kind(rhs)
-    simple = {STRING: "string", INT: "number", DOUBLE: "number", BOOL: "bool"}
-    if lt == DYN and rt == DYN:
-        raise QueryError("compare a protocol field with a literal", pos)
-    if lt == DYN and rt in simple:
-        return simple[rt]
-    if rt == DYN and lt in simple:
-        return simple[lt]
-    if lt == rt and lt in (STRING, BOOL, TIMESTAMP):
-        return {STRING: "string", BOOL: "bool", TIMESTAMP: "timestamp"}[lt]
-    numeric = NUMBER_TYPES | {DURATION}
-    if lt in numeric and rt in numeric and (DURATION not in (lt, rt) or lt == DURATION):
-        return "number"
-    if lt == BYTES and rt in (STRING, BYTES):
-        return "bytes"
-    hint = ""
-    if lt == DURATION or rt == DURATION:
-        hint = 'durations compare with duration("250ms") or seconds'
-    elif lt == TIMESTAMP or rt == TIMESTAMP:
-        hint = 'timestamps compare with timestamp("2026-01-01T00:00:00Z") or now()'
-    raise QueryError(f"cannot compare {_describe(lhs)} with {_describe(rhs)}", pos, hint)
-
-
-def _convert(x: a.Operand, domain: str) -> a.Operand:
-    """Constants in the comparison domain: durations in seconds, text as bytes."""
-    if not isinstance(x, a.Const):
-        return x
-    if x.type == DURATION:
-        return a.Const(x.value.total_seconds(), DOUBLE, x.pos)
-    if domain == "bytes" and isinstance(x.value, str):
-        return a.Const(x.value.encode("utf-8"), BYTES, x.pos)
-    return x
-
-
-def _const_compare(op: str, lhs: a.Operand, rhs: a.Operand, pos: int) -> bool:
-    if not isinstance(lhs, a.Const) or not isinstance(rhs, a.Const):
-        raise QueryError("compare a field with a value; both sides are constant", pos)
-    lv, rv = lhs.value, rhs.value
-    if lhs.type != rhs.type and not (lhs.type in NUMBER_TYPES and rhs.type in NUMBER_TYPES):
-        if op in ("==", "!="):
-            return op == "!="
-        raise QueryError(f"cannot compare {_describe(lhs)} with {_describe(rhs)}", pos)
-    try:
-        return bool(
-            {"==": lv == rv, "!=": lv != rv}.get(op)
-            if op in ("==", "!=")
-            else {"<": lv < rv, "<=": lv <= rv, ">": lv > rv, ">=": lv >= rv}[op]
-        )
-    except TypeError:
-        raise QueryError(f"{op} does not apply to {lhs.type} values", pos) from None
-
-
-def _const_str_test(name: str, value: Any, arg: Any) -> bool:
-    if isinstance(value, bytes) != isinstance(arg, bytes):
-        value = value.encode() if isinstance(value, str) else value
-        arg = arg.encode() if isinstance(arg, str) else arg
-    if name == "startsWith":
-        return bool(value.startswith(arg))
-    if name == "endsWith":
-        return bool(value.endswith(arg))
-    if name == "contains":
-        return arg in value
-    from hub.query.regex import compile_pattern
-
-    if isinstance(value, bytes):
-        return False
-    return compile_pattern(arg)(value)
-
-
-def _fold(op: str, left: a.Operand, right: a.Operand | None, pos: int) -> a.Operand:
-    """Constant arithmetic: numbers, durations, timestamps and now()."""
-    for x in (left, right):
-        if isinstance(x, a.Field | a.Size):
-            raise QueryError(
-                f"arithmetic on fields is not supported ({_describe(x)})",
-                pos,
-                "compare the field with a constant expression instead",
-            )
-    if op == "neg":
-        assert isinstance(left, a.Const)
-        if left.type in NUMBER_TYPES | {DURATION}:
-            value = -left.value
-            if left.type == INT:
-                _check_int(value, pos)
-            return a.Const(value, left.type, pos)
-        raise QueryError(f"cannot negate a {left.type}", pos)
-    assert right is not None
-    lt, rt = _kind(left), _kind(right)
-    try:
-        if isinstance(left, a.NowOffset) and rt == DURATION and op in ("add", "sub"):
-            assert isinstance(right, a.Const)
-            delta = right.value if op == "add" else -right.value
-            return a.NowOffset(left.offset + delta, left.pos)
-        if isinstance(right, a.NowOffset) and lt == DURATION and op == "add":
-            assert isinstance(left, a.Const)
-            return a.NowOffset(right.offset + left.value, right.pos)
-        if not isinstance(left, a.Const) or not isinstance(right, a.Const):
-            raise QueryError(f"cannot apply {op} to {_describe(left)} and {_describe(right)}", pos)
-        lv, rv = left.value, right.value
-        if lt in NUMBER_TYPES and rt in NUMBER_TYPES:
-            typ = INT if lt == rt == INT else DOUBLE
-            if op == "add":
-                value = lv + rv
-            elif op == "sub":
-                value = lv - rv
-            elif op == "mul":
-                value = lv * rv
-            elif op == "div":
-                if rv == 0:
-                    raise QueryError("division by zero", pos)
-                value = int(lv / rv) if typ == INT else lv / rv
-            else:
-                if typ != INT or rv == 0:
-                    raise QueryError("% needs non-zero integers", pos)
-                value = int(math.fmod(lv, rv))
-            if typ == INT:
-                _check_int(value, pos)
-            elif not math.isfinite(value):
-                raise QueryError("number out of range", pos)
-            return a.Const(value, typ, pos)
-        if op in ("add", "sub") and rt == DURATION and lt in (DURATION, TIMESTAMP):
-            value = lv + rv if op == "add" else lv - rv
-            return a.Const(value, lt, pos)
-        if op == "add" and lt == DURATION and rt == TIMESTAMP:
-            return a.Const(lv + rv, TIMESTAMP, pos)
-        if op == "sub" and lt == TIMESTAMP and rt == TIMESTAMP:
-            return a.Const(lv - rv, DURATION, pos)
-    except OverflowError:
-        raise QueryError("time out of range", pos) from None
-    raise QueryError(f"cannot apply {op} to {_describe(left)} and {_describe(right)}", pos)
 
 
 def _precheck_nesting(text: str) -> None:
