@@ -20,7 +20,7 @@ from kubeweir.entry import Entry, encode_batch
 INGEST = {"Authorization": "Bearer ingest-secret"}
 ADMIN = {"Authorization": "Bearer admin-token"}
 ALICE = {"Authorization": "Bearer alice-token"}  # payments* only, may view bodies
-BOB = {"Authorization": "Bearer bob-token"}  # shop only, no permissions
+BOB = {"Authorization": "Bearer bob-token"}  # shop only, may export but not view bodies
 
 
 def hub_settings(**overrides: object) -> Settings:
@@ -36,9 +36,9 @@ def hub_settings(**overrides: object) -> Settings:
             "alice-token": {
                 "name": "alice",
                 "namespaces": ["payments*"],
-                "permissions": ["view-bodies"],
+                "permissions": ["view-bodies", "export"],
             },
-            "bob-token": {"name": "bob", "namespaces": ["shop"], "permissions": []},
+            "bob-token": {"name": "bob", "namespaces": ["shop"], "permissions": ["export"]},
         },
     }
     base.update(overrides)

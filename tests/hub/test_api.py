@@ -241,7 +241,7 @@ def test_validate_and_fields(client: TestClient) -> None:
 def test_whoami_and_token_login(client: TestClient) -> None:
     me = client.get("/api/v1/whoami", headers=ALICE).json()
     assert (me["name"], me["namespaces"], me["permissions"]) == (
-        "alice", ["payments*"], ["view-bodies"]
+        "alice", ["payments*"], ["export", "view-bodies"]
     )  # fmt: skip
     r = client.get(
         "/auth/token-login",

@@ -29,7 +29,7 @@ def live() -> Iterator[str]:
             "cli-token": {
                 "name": "cli",
                 "namespaces": ["*"],
-                "permissions": ["view-bodies", "download-pcap"],
+                "permissions": ["view-bodies", "download-pcap", "export"],
             }
         }
     )

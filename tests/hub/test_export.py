@@ -110,7 +110,9 @@ def test_har_export_filtered_and_limited(client: TestClient) -> None:
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
 def test_pcap_export_reads_back_in_tshark(tmp_path: Path) -> None:
     settings = hub_settings(
-        viewer_tokens={"t": {"name": "p", "permissions": ["view-bodies", "download-pcap"]}}
+        viewer_tokens={
+            "t": {"name": "p", "permissions": ["view-bodies", "download-pcap", "export"]}
+        }
     )
     from hub.main import create_app
 
