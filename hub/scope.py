@@ -21,6 +21,7 @@ from sqlalchemy.sql.elements import ColumnElement
 __all__ = [
     "ADMIN",
     "DOWNLOAD_PCAP",
+    "EXPORT",
     "VIEW_BODIES",
     "Viewer",
     "glob_to_like",
@@ -30,6 +31,7 @@ __all__ = [
 
 VIEW_BODIES = "view-bodies"
 DOWNLOAD_PCAP = "download-pcap"
+EXPORT = "export"
 ADMIN = "admin"
 
 _LIKE_ESCAPE = "\\"

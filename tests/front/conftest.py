@@ -31,9 +31,9 @@ VIEWERS: dict[str, dict[str, Any]] = {
     "tok-alice": {
         "name": "alice",
         "namespaces": ["*"],
-        "permissions": ["view-bodies", "download-pcap"],
+        "permissions": ["view-bodies", "download-pcap", "export"],
     },
-    "tok-bob": {"name": "bob", "namespaces": ["shop"], "permissions": ["view-bodies"]},
+    "tok-bob": {"name": "bob", "namespaces": ["shop"], "permissions": ["view-bodies", "export"]},
     "tok-carol": {"name": "carol", "namespaces": [], "permissions": []},
     "tok-dave": {"name": "dave", "namespaces": ["shop"], "permissions": []},
 }

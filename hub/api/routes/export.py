@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from hub.api.deps import EntryFilterDep, SettingsDep, StorageDep
 from hub.export import entries_to_har, entries_to_pcap
-from hub.scope import DOWNLOAD_PCAP, VIEW_BODIES
+from hub.scope import DOWNLOAD_PCAP, EXPORT, VIEW_BODIES
 from hub.storage.rows import row_to_entry
 
 router = APIRouter(tags=["export"])
@@ -22,12 +22,17 @@ Limit = Annotated[int | None, Query(ge=1, description="at most this many (oldest
     "/export.har",
     summary="Matching HTTP entries as HAR 1.2",
     response_class=Response,
-    responses={200: {"content": {"application/json": {}}}},
+    responses={
+        200: {"content": {"application/json": {}}},
+        403: {"description": "the viewer may not export"},
+    },
 )
 def export_har(
     f: EntryFilterDep, storage: StorageDep, settings: SettingsDep, limit: Limit = None
 ) -> Response:
-    """Headers and bodies only for viewers with ``view-bodies``."""
+    """Needs the ``export`` permission; headers and bodies only with ``view-bodies``."""
+    if not f.viewer.may(EXPORT):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="export permission needed")
     may = f.viewer.may(VIEW_BODIES)
     n = min(limit or settings.export_max, settings.export_max)
     rows = storage.iter_rows(f.where, n, with_bodies=may)
