@@ -294,6 +294,7 @@ def _gate(rs: _RuleSet) -> _AnyOf | None:
     members += [
         r'(?i)"(?:location|referer|:path|content-location)":"[^"]*\?',
         r"%[0-9A-Fa-f]{2}",  # percent-encoded: decoded later
+        r"\+",  # a space in a query or form ("Bearer+abc..."): decoded later
         r"\\\\",  # a backslash in the original text (JSON escapes)
         r'_encoding":"base64"',
         r"(?i)multipart/",
