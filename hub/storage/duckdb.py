@@ -135,6 +135,7 @@ class DuckDBStorage(Storage):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._bounds: tuple[datetime, datetime] | None = None
         self._engine: sa.engine.Engine | None = None
 
     # -- plumbing ---------------------------------------------------------------------
@@ -203,6 +204,9 @@ class DuckDBStorage(Storage):
                 raise StorageError(str(exc)) from exc
             finally:
                 con.unregister("_kw_batch")
+        if rows and self._bounds is not None:
+            lo_dt, hi_dt = start + self.dedupe_window, end - self.dedupe_window
+            self._bounds = (min(self._bounds[0], lo_dt), max(self._bounds[1], hi_dt))
         new_ids = frozenset(r[0] for r in rows)
         return IngestResult(len(rows), total - len(rows), new_ids)
 
@@ -249,11 +253,16 @@ class DuckDBStorage(Storage):
         return self._fetch(keys, with_bodies=with_bodies)
 
     def _ts_bounds(self) -> tuple[datetime, datetime] | None:
-        with self._reader() as cur:
-            row = cur.execute("SELECT min(ts), max(ts) FROM entries").fetchone()
-        if row is None or row[0] is None:
-            return None
-        return row[0], row[1]
+        """Oldest and newest ts; kept in memory (ingest widens it, retention forgets it).
+        A stale value only moves where the windows start, never what a page holds."""
+        bounds = self._bounds
+        if bounds is None:
+            with self._reader() as cur:
+                row = cur.execute("SELECT min(ts), max(ts) FROM entries").fetchone()
+            if row is None or row[0] is None:
+                return None
+            bounds = self._bounds = (row[0], row[1])
+        return bounds
 
     def _fetch(self, keys: Sequence[tuple[Any, ...]], *, with_bodies: bool) -> list[dict[str, Any]]:
         """The heavy columns of the rows with these (id, ts), in the given order."""
@@ -418,6 +427,7 @@ class DuckDBStorage(Storage):
             bound = row[0] if row else cutoff
             with self._write_lock:
                 res = self._con.execute("DELETE FROM entries WHERE ts < ?", [bound]).fetchone()
+                self._bounds = None
             deleted += int(res[0]) if res else 0
             if bound >= cutoff:
                 break

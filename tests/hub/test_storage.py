@@ -272,3 +272,20 @@ def test_non_int_status_and_ports_are_not_truncated(storage: DuckDBStorage) -> N
     storage.ingest(odd)
     got = [storage.get(e.id, sa.true())["status"] for e in odd]  # type: ignore[index]
     assert got == [None, None, None, 404]
+
+
+def test_page_after_late_batches_and_retention(storage: DuckDBStorage) -> None:
+    base = 1_700_000_000.0
+    storage.page_window = timedelta(seconds=1)
+    storage.ingest([make_http_entry(ts=base + 1000 + i) for i in range(5)])
+    assert len(storage.page(sa.true(), 100)) == 5  # bounds now cached
+    late = [make_http_entry(status=404, ts=base + i) for i in range(3)]  # older, arrives later
+    newer = [make_http_entry(ts=base + 5000 + i) for i in range(2)]
+    storage.ingest(late + newer)
+    assert [r["id"] for r in storage.page(storage.table.c.status == 404, 10)] == [
+        e.id for e in reversed(late)
+    ]
+    assert storage.page(sa.true(), 1)[0]["id"] == newer[-1].id
+    storage.retention_max_age = 3000
+    storage.enforce_retention(datetime.fromtimestamp(base + 5002, UTC))
+    assert [r["id"] for r in storage.page(sa.true(), 10)] == [e.id for e in reversed(newer)]
