@@ -105,6 +105,16 @@ def test_https_both_ends_redacted_same_ids_untargeted_never(
     c = cap.counters
     assert c["kernel_ring_full"] == 0 and c["entries"] >= 8
 
+    # the pods stop being targeted: the probes come off the library, nothing more is read
+    with_probes = perf_fds()
+    cap.set_targets([])
+    wait_for(lambda: not cap.probes.libs and not cap.probes.map_pids(), 5, "probes detached")
+    assert perf_fds() < with_probes
+    before = len(sink.entries)
+    cli.curl(f"https://{srv.ip}:{PORT}/api/after-untarget", "-k")
+    time.sleep(0.5)
+    assert len(sink.entries) == before
+
     cap.stop()
     assert perf_fds() == base_fds  # every uprobe and tracepoint is gone
     assert "libssl" not in Path("/sys/kernel/tracing/uprobe_events").read_text()
