@@ -13,6 +13,11 @@ wrapped in a top-level ``redaction:`` key)::
     namespaces:                   # more rules for entries whose src or dst namespace
       payments:                   # matches (a name or a glob); only adds, never removes
         rules: [json:iban, pattern:us-ssn]
+
+The Helm values' shorthands are accepted too, at the top and per namespace: ``headers``,
+``query_params``/``queryParams`` (query parameters and form fields), ``json_keys``/
+``jsonKeys``, ``fields`` (lists of bare names) and ``patterns`` (builtin names or custom
+pattern mappings).
 """
 
 from __future__ import annotations
@@ -148,8 +153,17 @@ class RedactionConfig:
         return self.rules + tuple(extra) if extra else self.rules
 
 
-_TOP_KEYS = frozenset({"defaults", "disable", "rules", "namespaces"})
-_NS_KEYS = frozenset({"rules"})
+# Lists of bare names, as the Helm values write them: key -> rule kinds they add.
+_NAME_LISTS: dict[str, tuple[str, ...]] = {
+    "headers": ("header",),
+    "query_params": ("query", "form"),
+    "queryParams": ("query", "form"),
+    "json_keys": ("json",),
+    "jsonKeys": ("json",),
+    "fields": ("field",),
+}
+_NS_KEYS = frozenset({"rules", "patterns", *_NAME_LISTS})
+_TOP_KEYS = frozenset({"defaults", "disable", "namespaces", *_NS_KEYS})
 _NS_NAME = re.compile(r"[a-z0-9*?\[\]-]{1,63}")
 
 
@@ -169,6 +183,30 @@ def _rule_list(value: object, where: str) -> list[Rule]:
     if not isinstance(value, list):
         raise RedactionConfigError(f"{where}: must be a list of rules")
     return [parse_rule(spec, f"{where}[{i}]") for i, spec in enumerate(value)]
+
+
+def _added_rules(data: Mapping[Any, Any], prefix: str) -> list[Rule]:
+    """``rules`` plus the Helm-values shorthands: ``headers``, ``query_params`` (query
+    parameters and form fields), ``json_keys``, ``fields`` (bare names) and ``patterns``
+    (builtin names or custom pattern mappings)."""
+    out = _rule_list(data.get("rules"), f"{prefix}rules")
+    for key, kinds in _NAME_LISTS.items():
+        names = data.get(key)
+        if names is None:
+            continue
+        where = f"{prefix}{key}"
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise RedactionConfigError(f"{where}: must be a list of names")
+        for i, name in enumerate(names):
+            out += [parse_rule(f"{kind}:{name}", f"{where}[{i}]") for kind in kinds]
+    patterns = data.get("patterns")
+    if patterns is not None:
+        if not isinstance(patterns, list):
+            raise RedactionConfigError(f"{prefix}patterns: must be a list of patterns")
+        for i, spec in enumerate(patterns):
+            spec = f"pattern:{spec}" if isinstance(spec, str) else spec
+            out.append(parse_rule(spec, f"{prefix}patterns[{i}]"))
+    return out
 
 
 def parse_config(data: object) -> RedactionConfig:
@@ -202,7 +240,7 @@ def parse_config(data: object) -> RedactionConfig:
         dropped.add(rid)
     rules = [r for r in base if _key(r) not in dropped]
     seen = {_key(r) for r in rules}
-    for rule in _rule_list(data.get("rules"), "rules"):
+    for rule in _added_rules(data, ""):
         if _key(rule) not in seen:
             rules.append(rule)
             seen.add(_key(rule))
@@ -219,7 +257,7 @@ def parse_config(data: object) -> RedactionConfig:
         if not isinstance(body, Mapping):
             raise RedactionConfigError(f"{where}: must be a mapping with 'rules'")
         _check_keys(body, _NS_KEYS, where)
-        namespaces[ns] = tuple(_rule_list(body.get("rules"), f"{where}.rules"))
+        namespaces[ns] = tuple(_added_rules(body, f"{where}."))
     return RedactionConfig(rules=tuple(rules), namespaces=MappingProxyType(namespaces))
 
 

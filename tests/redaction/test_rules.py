@@ -267,3 +267,37 @@ def test_namespace_override_applies_by_src_or_dst() -> None:
     for src, dst in (("payments", "web"), ("shop", "payments")):
         out = run(src, dst)
         assert "Jane" not in out and "078-05-1120" not in out
+
+
+def test_helm_values_shape(tmp_path: Path) -> None:
+    """The sniffer ConfigMap the chart renders (charts/kubeweir/templates/sniffer-config.yaml)."""
+    f = tmp_path / "redaction.yaml"
+    f.write_text(
+        "defaults: true\n"
+        'headers: ["X-Internal-Token"]\n'
+        'query_params: ["sig_v2"]\n'
+        'json_keys: ["customer.tax_id"]\n'
+        'patterns: ["us-ssn", {"name": "emp", "regex": "EMP-[0-9]{6}"}]\n'
+        'namespaces: {"payments": {"json_keys": ["holder"], "patterns": ["us-ssn"]}}\n'
+    )
+    cfg = load_config(f)
+    ids = {r.id for r in cfg.rules}
+    assert {
+        "header:X-Internal-Token",
+        "query:sig_v2",
+        "form:sig_v2",
+        "json:customer.tax_id",
+        "pattern:us-ssn",
+        "pattern:emp",
+    } <= ids
+    assert [r.id for r in cfg.namespaces["payments"]] == ["json:holder", "pattern:us-ssn"]
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(
+        "defaults: true\nheaders: []\nquery_params: []\njson_keys: []\npatterns: []\n"
+        "namespaces: {}\n"
+    )
+    assert load_config(empty).rules == default_rules()
+    with pytest.raises(RedactionConfigError, match=r"headers\[0\] 'header:bad name'"):
+        parse_config({"headers": ["bad name"]})
+    with pytest.raises(RedactionConfigError, match=r"patterns\[0\] 'pattern:nope'"):
+        parse_config({"patterns": ["nope"]})
