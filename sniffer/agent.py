@@ -32,6 +32,7 @@ from sniffer.shipper import Shipper, ShipperConfig, TokenSource
 from sniffer.sources import CaptureSource, RingConfig, open_source
 from sniffer.spool import Spool
 from sniffer.targeting import PodWatcher, Targeting
+from sniffer.workers import WorkerPool
 
 __all__ = ["Agent", "sniff"]
 
@@ -113,6 +114,15 @@ class Agent:
         self.shipper.on_latency = self.ship_latency.observe
         self.registry.register(_AgentCollector(self))
         self.source: CaptureSource | None = None
+        self.pool: WorkerPool | None = None
+        if settings.workers > 1:
+            self.pool = WorkerPool(settings, settings.workers)
+            self.pool.on_latency = self.ship_latency.observe
+        # Batches left by a run with another number of workers: ship them from here.
+        for leftover in sorted(Path(settings.spool_dir).glob("worker-*")):
+            idx = leftover.name.removeprefix("worker-")
+            if settings.workers == 1 or not idx.isdigit() or int(idx) >= settings.workers:
+                self.spool.adopt(leftover)
         self.tls: Any = None
         self.source_reason = ""
         self._stop = threading.Event()
@@ -127,9 +137,14 @@ class Agent:
     def start(self) -> Agent:
         s = self.settings
         ring = RingConfig(interface=s.interface, block_size=1 << 18, block_count=4 * s.ring_mb)
-        self.source, self.source_reason = open_source(s.capture, ring)
-        log.info("capture source: %s (%s)", self.source.name, self.source_reason)
-        self.targeting.on_targets(self._set_targets)
+        if self.pool is not None:
+            self.source_reason = f"{s.capture}: {s.workers} worker processes (PACKET_FANOUT_HASH)"
+            self.pool.start()
+            self.targeting.on_change(self.pool.update)
+        else:
+            self.source, self.source_reason = open_source(s.capture, ring)
+            log.info("capture source: %s (%s)", self.source.name, self.source_reason)
+            self.targeting.on_targets(self._set_targets)
         if self.api_client is not None:
             self.watcher = PodWatcher(self.targeting, self.api_client).start()
         elif s.targeting is not None:
@@ -140,8 +155,11 @@ class Agent:
             from sniffer.tls import start_for_agent
 
             self.tls = start_for_agent(self)
-        self._capture_thread = threading.Thread(target=self._capture, name="capture", daemon=True)
-        self._capture_thread.start()
+        if self.pool is None:
+            self._capture_thread = threading.Thread(
+                target=self._capture, name="capture", daemon=True
+            )
+            self._capture_thread.start()
         self._heartbeat_thread = threading.Thread(
             target=self._heartbeat, name="heartbeat", daemon=True
         )
@@ -155,6 +173,8 @@ class Agent:
         self._stop.set()
         if self._capture_thread is not None:
             self._capture_thread.join(timeout=10)
+        if self.pool is not None:
+            self.pool.stop()
         if self.tls is not None:
             self.tls.stop()  # probes detached; its last entries go to the shipper
         try:
@@ -224,7 +244,7 @@ class Agent:
                 body = {
                     "node": s.node,
                     "drops": self.drops_total(),
-                    "spool_bytes": self.spool.bytes,
+                    "spool_bytes": int(self.snapshot()["spool_bytes"]),
                     "targets": len(self.targeting.targeted_pods),
                 }
                 try:
@@ -242,21 +262,54 @@ class Agent:
 
     # --- status ----------------------------------------------------------------------
     def source_stats(self) -> dict[str, int]:
+        if self.pool is not None:
+            out: dict[str, int] = {}
+            for w in self.pool.stats():
+                for k, v in w.get("source", {}).items():
+                    out[k] = out.get(k, 0) + v
+            return out
         return self.source.stats() if self.source is not None else {}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every counter, summed over the capture workers when there are several."""
+        sh, sp = self.shipper, self.spool
+        snap: dict[str, Any] = {
+            "source": self.source_stats(),
+            "pipeline": dict(self.pipeline.counters) if self.pool is None else {},
+            "open_flows": len(getattr(getattr(self.pipeline, "_tcp", None), "conns", ())),
+            "entries_sent": sh.entries_sent,
+            "send_errors": sh.send_errors,
+            "dropped_queue": sh.entries_dropped_queue,
+            "queued": sh.queued,
+            "spool_bytes": sp.bytes,
+            "spool_batches": len(sp),
+            "spool_evicted": sp.evicted_entries,
+        }
+        if self.pool is not None:
+            snap["open_flows"] = 0
+            for w in self.pool.stats():
+                for k, v in w.get("pipeline", {}).items():
+                    snap["pipeline"][k] = snap["pipeline"].get(k, 0) + v
+                for k in ("open_flows", "entries_sent", "send_errors", "dropped_queue",
+                          "queued", "spool_bytes", "spool_batches", "spool_evicted"):  # fmt: skip
+                    snap[k] += w.get(k, 0)
+        return snap
 
     def drops_total(self) -> int:
         return sum(self.drops().values())
 
     def drops(self) -> dict[str, int]:
         """Everything lost, by reason (kernel, parser bounds, ship queue, spool)."""
-        c = self.pipeline.counters
-        out = {k: int(v) for k, v in c.items() if k.startswith("bound_")}
-        out["kernel"] = self.source_stats().get("kernel_drops", 0)
-        out["ship_queue_full"] = self.shipper.entries_dropped_queue
-        out["spool_full"] = self.spool.evicted_entries
+        snap = self.snapshot()
+        out = {k: int(v) for k, v in snap["pipeline"].items() if k.startswith("bound_")}
+        out["kernel"] = snap["source"].get("kernel_drops", 0)
+        out["ship_queue_full"] = snap["dropped_queue"]
+        out["spool_full"] = snap["spool_evicted"]
         return out
 
     def healthy(self) -> tuple[bool, str]:
+        if self.pool is not None:
+            return (True, "ok") if self.pool.alive() else (False, "a capture worker died")
         if self._capture_thread is None or not self._capture_thread.is_alive():
             return False, "capture thread not running"
         return True, "ok"
@@ -276,6 +329,7 @@ class Agent:
             "targeting": self.targeting.status(),
             "drops": self.drops(),
             "spool": {"bytes": self.spool.bytes, "batches": len(self.spool)},
+            "workers": self.settings.workers,
         }
 
     def _serve_http(self) -> None:
@@ -325,8 +379,9 @@ class _AgentCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         a = self.agent
-        src = a.source_stats()
-        c = a.pipeline.counters
+        snap = a.snapshot()
+        src = snap["source"]
+        c = snap["pipeline"]
 
         def counter(name: str, doc: str, value: float) -> CounterMetricFamily:
             return CounterMetricFamily(f"kubeweir_sniffer_{name}", doc, value=value)
@@ -345,17 +400,18 @@ class _AgentCollector(Collector):
             drops.add_metric([reason], v)
         yield drops
         yield counter("flows", "TCP connections and UDP flows seen.", c.get("flows", 0))
-        tcp = getattr(a.pipeline, "_tcp", None)
-        open_flows = len(getattr(tcp, "conns", ()))
+        open_flows = snap["open_flows"]
         yield gauge("open_flows", "TCP connections tracked now.", open_flows)
         yield counter("entries", "Entries made.", c.get("entries", 0))
         yield counter("parse_errors", "Streams degraded to raw tcp entries.",
                       c.get("parse_errors", 0))  # fmt: skip
-        yield counter("entries_shipped", "Entries acknowledged by the hub.", a.shipper.entries_sent)
-        yield counter("ship_errors", "Failed attempts to ship a batch.", a.shipper.send_errors)
-        yield gauge("spool_bytes", "Bytes of sealed batches waiting in the spool.", a.spool.bytes)
-        yield gauge("spool_batches", "Batches waiting in the spool.", len(a.spool))
-        yield gauge("ship_queue", "Entries waiting to be sealed.", a.shipper.queued)
+        yield counter("entries_shipped", "Entries acknowledged by the hub.", snap["entries_sent"])
+        yield counter("ship_errors", "Failed attempts to ship a batch.", snap["send_errors"])
+        yield gauge(
+            "spool_bytes", "Bytes of sealed batches waiting in the spool.", snap["spool_bytes"]
+        )
+        yield gauge("spool_batches", "Batches waiting in the spool.", snap["spool_batches"])
+        yield gauge("ship_queue", "Entries waiting to be sealed.", snap["queued"])
         yield gauge("targeted_pods", "Pods captured.", len(a.targeting.targeted_pods))
         yield gauge("untargetable_pods", "Selected pods on the host network (not captured).",
                     len(a.targeting.untargetable))  # fmt: skip
@@ -392,6 +448,8 @@ def _parse_hints(values: tuple[str, ...]) -> dict[int, str]:
 @click.option("--in-cluster", is_flag=True, default=None,
               help="Watch pods with the pod's ServiceAccount.")  # fmt: skip
 @click.option("--listen", help="host:port for /healthz, /readyz, /metrics.")
+@click.option("--workers", type=click.IntRange(1, 64),
+              help="Capture worker processes (flow-hash fanout); default 1.")  # fmt: skip
 @click.option("--tls", is_flag=True, default=None,
               help="Also read TLS plaintext (OpenSSL uprobes; see sniffer.tls).")  # fmt: skip
 @click.option("--port-hint", "port_hints", multiple=True, help="PORT=PROTOCOL (repeatable).")

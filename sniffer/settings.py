@@ -54,6 +54,9 @@ class SnifferSettings(BaseSettings):
     redact: bool = True
     redaction_config: Path | None = None
     max_flows: int = Field(default=100_000, ge=1)
+    workers: int = Field(default=1, ge=1, le=64)
+    """Capture worker processes sharing the traffic by flow hash (PACKET_FANOUT_HASH);
+    1 captures in the agent process itself."""
     tls: bool = False
     """Also read TLS plaintext from OpenSSL with eBPF uprobes (``sniffer.tls``)."""
 

@@ -155,3 +155,29 @@ class Spool:
             self.put(body, n)
         with self._lock:
             self._remove(batch)
+
+    def adopt(self, directory: Path) -> int:
+        """Move the batches another spool left in ``directory`` into this one (a restart
+        with a different number of capture workers); returns how many were taken."""
+        src = Path(directory)
+        if not src.is_dir() or src.resolve() == self.dir.resolve():
+            return 0
+        taken = 0
+        for path in sorted(src.iterdir()):
+            m = _NAME.match(path.name)
+            if m is None:
+                continue
+            with self._lock:
+                self._seq += 1
+                seq = self._seq
+            name = f"{seq:016d}-{m.group(2)}.zst"
+            os.rename(path, self.dir / name)
+            batch = SpooledBatch(name, seq, int(m.group(2)), (self.dir / name).stat().st_size)
+            with self._lock:
+                self._batches[name] = batch
+                self.bytes += batch.size
+                self._lock.notify_all()
+            taken += 1
+        if taken:
+            log.info("spool %s: took over %d unsent batches from %s", self.dir, taken, src)
+        return taken

@@ -320,6 +320,9 @@ class Targeting:
         self._lock = threading.RLock()
         self._pods: dict[str, PodInfo] = {}
         self._listeners: list[TargetsListener] = []
+        self._change_listeners: list[
+            Callable[[frozenset[str], dict[str, dict[str, Any]]], None]
+        ] = []
         self.targets: frozenset[str] = frozenset()
         self.untargetable: tuple[PodInfo, ...] = ()
         self.targeted_pods: tuple[PodInfo, ...] = ()
@@ -448,6 +451,20 @@ class Targeting:
                     listener(targets)
                 except Exception:  # noqa: BLE001 - one bad listener must not stop targeting
                     log.exception("targets listener failed")
+        for change in self._change_listeners:
+            try:
+                change(self.targets, endpoints)
+            except Exception:  # noqa: BLE001
+                log.exception("targeting change listener failed")
+
+    def on_change(
+        self, listener: Callable[[frozenset[str], dict[str, dict[str, Any]]], None]
+    ) -> None:
+        """Call ``listener(targets, endpoints)`` now and after every recomputation (pods,
+        labels or rules changed), for consumers in other processes (capture workers)."""
+        with self._lock:
+            self._change_listeners.append(listener)
+            listener(self.targets, self._endpoints)
 
 
 # --- the Kubernetes side ---------------------------------------------------------------

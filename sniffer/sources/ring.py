@@ -30,6 +30,9 @@ PACKET_RX_RING = 5
 PACKET_STATISTICS = 6
 PACKET_VERSION = 10
 PACKET_IGNORE_OUTGOING = 23
+PACKET_FANOUT = 18
+PACKET_FANOUT_HASH = 0
+FANOUT_FLAG_DEFRAG = 0x8000
 TPACKET_V3 = 2
 SO_ATTACH_FILTER = 26
 SO_ATTACH_BPF = 50
@@ -68,6 +71,9 @@ class RingConfig:
     least ``block_count * block_timeout_ms`` of traffic: many small blocks and a timeout
     of 100 ms keep slow traffic from eating the ring (entries wait at most this long)."""
     ignore_outgoing: bool = True
+    fanout_group: int = 0
+    """Non-zero: join this PACKET_FANOUT group with flow-hash balancing, so that several
+    rings (one per worker process) split the traffic, each connection whole in one."""
 
 
 class PacketRing:
@@ -114,6 +120,13 @@ class PacketRing:
                     raise CaptureError(f"no interface {config.interface!r}") from exc
                 self.sock.bind((config.interface, ETH_P_ALL))
             # ``any``: an unbound ETH_P_ALL socket already sees every device.
+            if config.fanout_group:
+                # FANOUT_HASH balances by the symmetric flow hash: both directions of a
+                # connection land in the same ring; DEFRAG hashes whole datagrams.
+                arg = (config.fanout_group & 0xFFFF) | (
+                    (PACKET_FANOUT_HASH | FANOUT_FLAG_DEFRAG) << 16
+                )
+                self.sock.setsockopt(SOL_PACKET, PACKET_FANOUT, struct.pack("=I", arg))
         except OSError as exc:
             self.sock.close()
             raise CaptureError(f"cannot set up the capture ring: {exc}") from exc

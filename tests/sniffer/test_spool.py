@@ -54,3 +54,14 @@ def test_full_spool_evicts_oldest_with_counter_and_log(
     assert "spool full" in caplog.text
     got = s.oldest()
     assert got is not None and got[1] == bytes([3]) * 100  # the newest two are kept
+
+
+def test_adopt_takes_over_another_spools_batches(tmp_path: Path) -> None:
+    old = Spool(tmp_path / "spool" / "worker-3")
+    old.put(b"left behind", 4)
+    s = Spool(tmp_path / "spool")
+    s.put(b"mine", 1)
+    assert s.adopt(tmp_path / "spool" / "worker-3") == 1
+    assert s.pending_entries == 5 and len(s) == 2
+    assert list((tmp_path / "spool" / "worker-3").iterdir()) == []
+    assert Spool(tmp_path / "spool").pending_entries == 5  # durable under the new names

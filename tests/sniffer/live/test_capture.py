@@ -195,3 +195,23 @@ def test_overload_drops_are_counted_never_hidden(cluster: Cluster) -> None:
     exported = re.search(r'^kubeweir_sniffer_drops_total\{reason="kernel"\} (\S+)$', metrics, re.M)
     assert exported is not None and float(exported.group(1)) >= drops
     assert agent.drops()["kernel"] >= drops > 0
+
+
+@pytest.mark.parametrize("capture", SOURCES)
+def test_worker_processes_split_flows_and_lose_nothing(cluster: Cluster, capture: str) -> None:
+    web = cluster.pod("web", "shop", app="web")
+    cli = cluster.pod("cli", "shop", app="cli")
+    web.http_server(8080)
+    agent = cluster.agent(capture, workers=2)
+    assert agent.pool is not None
+    wait_for(lambda: all("source" in w for w in agent.pool.stats()), 60, "workers running")
+    time.sleep(0.5)  # the last target update reaches the workers' filters
+    assert cli.http_calls(f"http://{web.ip}:8080/w", 200, connections=16)["ok"] == 200
+    got = wait_for(lambda: len(cluster.entries("/w/")) >= 200 and cluster.entries("/w/"),
+                   30, "every call from the workers")  # fmt: skip
+    assert sorted(e["request"]["path"] for e in got) == sorted(f"/w/call/{i}" for i in range(200))
+    assert all(e["dst"]["pod"] == "web" and e["src"]["pod"] == "cli" for e in got)
+    time.sleep(1.5)  # workers report their counters once a second
+    per_worker = [w["source"]["packets"] for w in agent.pool.stats()]
+    assert all(n > 0 for n in per_worker), per_worker  # 16 connections spread over both
+    assert agent.snapshot()["source"]["packets"] >= sum(per_worker)  # summed, still rising
