@@ -189,6 +189,7 @@ def rabbitmq(port: int, timeout: float = 120.0):  # type: ignore[no-untyped-def]
                    RABBITMQ_LOG_BASE=f"{tmp}/log", RABBITMQ_ENABLED_PLUGINS_FILE=f"{tmp}/plugins",
                    RABBITMQ_CONFIG_FILE=f"{tmp}/rabbitmq", RABBITMQ_PID_FILE=f"{tmp}/pid",
                    RABBITMQ_ADVANCED_CONFIG_FILE=f"{tmp}/advanced.config")  # fmt: skip
+        epmd_before = _epmd_pids()
         Path(tmp, "plugins").write_text("[].\n")
         Path(tmp, "rabbitmq.conf").write_text("")
         proc = subprocess.Popen([binary], env=env, cwd=tmp, stdout=subprocess.DEVNULL,
@@ -216,6 +217,14 @@ def rabbitmq(port: int, timeout: float = 120.0):  # type: ignore[no-untyped-def]
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, 9)
                 proc.wait()
+            for pid in _epmd_pids() - epmd_before:  # the port mapper our broker started
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 15)
+
+
+def _epmd_pids() -> set[int]:
+    out = subprocess.run(["pgrep", "-x", "epmd"], capture_output=True, text=True, check=False)
+    return {int(x) for x in out.stdout.split()}
 
 
 @pytest.mark.slow
