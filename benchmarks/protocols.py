@@ -1,11 +1,12 @@
 """Protocol parsers against tshark, per protocol, on generated captures.
 
-    python -m benchmarks.protocols                     # 5,000 exchanges per protocol
+    python -m benchmarks.protocols                     # 10,000 exchanges per protocol
     python -m benchmarks.protocols --exchanges 20000 --only redis,http2
 
 For each protocol a capture is written with ``struct`` (Ethernet/IPv4/TCP, correct
 checksums, handshakes and FINs, 8 connections, exchanges round-robin). Both tools run as
-processes on the same file in the same run (wall clock, best of ``--repeat``):
+processes on the same file in the same run (wall clock, best of ``--repeat`` runs, the
+two tools' runs interleaved):
 
 - kubeweir: ``read_pcap`` over the file with the protocol's port hint, counting entries
   (what ``kubeweir read --no-redact`` does, without writing JSON);
@@ -284,8 +285,11 @@ def bench(name: str, tmp: Path, exchanges: int, repeat: int) -> tuple[str, float
     ours = [sys.executable, "-c", _OURS.format(port=port, hint=hint, proto=name), str(path)]
     theirs = ["tshark", "-r", str(path), "-d", f"tcp.port=={port},{dissector}", "-T", "fields",
               "-e", fieldname]  # fmt: skip
-    k_runs = [_run(ours) for _ in range(repeat)]
-    t_runs = [_run(theirs) for _ in range(repeat)]
+    k_runs: list[tuple[float, str]] = []
+    t_runs: list[tuple[float, str]] = []
+    for _ in range(repeat):  # interleaved, so that load drifting on the machine hits both
+        k_runs.append(_run(ours))
+        t_runs.append(_run(theirs))
     k_wall = min(w for w, _ in k_runs)
     t_wall = min(w for w, _ in t_runs)
     entries = int(k_runs[0][1].strip() or 0)
@@ -300,8 +304,8 @@ def bench(name: str, tmp: Path, exchanges: int, repeat: int) -> tuple[str, float
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--exchanges", type=int, default=5000)
-    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--exchanges", type=int, default=10000)
+    ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--only", default="", help="comma-separated protocols")
     args = ap.parse_args()
     names = [n for n in PROTOCOLS if not args.only or n in args.only.split(",")]
@@ -329,7 +333,7 @@ def main() -> int:
         f"({'met' if worst >= 1 else 'NOT met'}).",
         "",
         "Reproduce: `.venv/bin/python -m benchmarks.protocols"
-        + (f" --exchanges {args.exchanges}" if args.exchanges != 5000 else "")
+        + (f" --exchanges {args.exchanges}" if args.exchanges != 10000 else "")
         + "`",
         "",
     ]
