@@ -88,7 +88,7 @@ def _metric(text: str, name: str) -> float:
 class Sniffer:
     """``kubeweir sniff`` as a process of its own (its CPU measured apart)."""
 
-    def __init__(self, cluster: Any, capture: str, port: int) -> None:
+    def __init__(self, cluster: Any, capture: str, port: int, workers: int = 1) -> None:
         from sniffer.testing.hub import INGEST_TOKEN
 
         self.listen = f"127.0.0.1:{port}"
@@ -101,9 +101,10 @@ class Sniffer:
              "--targeting", str(cluster.rules), "--capture", capture,
              "--spool-dir", str(cluster.tmp / f"spool-{capture}"),
              "--kubeconfig", str(cluster.kubeconfig), "--listen", self.listen,
-             "--log-level", "warning"],
+             "--log-level", "warning", "--workers", str(workers)],
             env=env, cwd=str(REPO),
-            stdout=subprocess.DEVNULL, stderr=open(cluster.tmp / f"sniffer-{capture}.log", "wb"),
+            stdout=subprocess.DEVNULL,
+            stderr=open(cluster.tmp / f"sniffer-{capture}-{workers}.log", "wb"),
         )  # fmt: skip
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -120,8 +121,31 @@ class Sniffer:
     def metrics(self) -> str:
         return httpx.get(f"http://{self.listen}/metrics", timeout=5).text
 
+    def _pids(self) -> list[int]:
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        kids = children.read_text().split() if children.exists() else []
+        return [self.proc.pid, *(int(k) for k in kids)]
+
+    def rss(self) -> float:
+        """MiB resident in the agent and its worker processes."""
+        total = 0.0
+        for pid in self._pids():
+            try:
+                total += _rss_mib(pid)
+            except OSError:
+                pass
+        return total
+
     def cpu(self) -> float:
-        return _cpu_seconds(self.proc.pid)
+        """CPU seconds of the agent and its worker processes."""
+        total = _cpu_seconds(self.proc.pid)
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        for pid in children.read_text().split() if children.exists() else ():
+            try:
+                total += _cpu_seconds(int(pid))
+            except OSError:
+                pass
+        return total
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
@@ -132,8 +156,10 @@ class Sniffer:
 
 
 def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, conns_list: list[int],
-                 duration: int, port: int) -> list[dict[str, Any]]:  # fmt: skip
-    snf = Sniffer(cluster, capture, port)
+                 duration: int, port: int, workers: int = 1) -> list[dict[str, Any]]:  # fmt: skip
+    snf = Sniffer(cluster, capture, port, workers)
+    if workers > 1:
+        capture = f"{capture} ×{workers}"
     rows = []
     try:
         for conns in conns_list:
@@ -174,7 +200,7 @@ def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, conns_list: 
                 "cpu": cpu_run, "cpu_total": cpu_total,
                 "cpu_per_krps": cpu_total / max(1, stored) * 1000,
                 "sustained": stored / (run_secs + max(0.0, catch_up)),
-                "catch_up": max(0.0, catch_up), "rss": _rss_mib(snf.proc.pid),
+                "catch_up": max(0.0, catch_up), "rss": snf.rss(),
                 "load": os.getloadavg()[0],
             })  # fmt: skip
             print(f"  {capture} c={conns}: wrk {n} ({rate:,.0f}/s) stored {stored} "
@@ -286,6 +312,7 @@ def main() -> None:
     ap.add_argument("--connections", default="1,2,4,8,16")
     ap.add_argument("--sources", default="afpacket,ebpf")
     ap.add_argument("--skip-flows", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help="capture worker processes")
     ap.add_argument("--only-flows", action="store_true", help="just the 100k-flow RSS part")
     args = ap.parse_args()
     conns_list = [int(c) for c in args.connections.split(",")]
@@ -327,7 +354,7 @@ def main() -> None:
             profile = replay_profile(client, server, url)
             for i, src in enumerate(args.sources.split(",")):
                 rows += sniffer_runs(cluster, client, url, src, conns_list, args.duration,
-                                     19400 + i)  # fmt: skip
+                                     19400 + i, args.workers)  # fmt: skip
         finally:
             hub.kill()
     flows = None if args.skip_flows else flows_in_fresh_process()
@@ -339,7 +366,8 @@ def report(args: Any, load: tuple[float, float, float], baseline: dict[int, floa
            flows: dict[str, Any] | None, profile: dict[str, Any]) -> None:  # fmt: skip
     print("## Live capture: wrk between two pods (benchmarks/live_capture.py)\n")
     print(f"`sudo .venv/bin/python -m benchmarks.live_capture --duration {args.duration} "
-          f"--connections {args.connections}` — {os.cpu_count()} cores shared with the other "
+          f"--connections {args.connections} --sources {args.sources} "
+          f"--workers {args.workers}` — {os.cpu_count()} cores shared with the other "
           f"engineers (load average at start {load[0]:.1f}); nginx-light in one pod, wrk "
           "(-t1, keep-alive) in another, kubeweir sniffer and hub as separate processes, "
           "capture on `any` filtered to the nginx pod.\n")  # fmt: skip
@@ -353,6 +381,7 @@ def report(args: Any, load: tuple[float, float, float], baseline: dict[int, floa
         cells = [f"{conns}", f"{rate:,.0f}",
                  f"{with_tcpdump[conns][1]:,.0f} ({with_tcpdump[conns][2]})"]  # fmt: skip
         for s in args.sources.split(","):
+            s = s if args.workers == 1 else f"{s} ×{args.workers}"
             r = next((x for x in rows if x["capture"] == s and x["conns"] == conns), None)
             cells.append(f"{r['rate']:,.0f}" if r else "-")
         print("| " + " | ".join(cells) + " |")
@@ -373,6 +402,7 @@ def report(args: Any, load: tuple[float, float, float], baseline: dict[int, floa
               f"{r['cpu_total']:.1f} | {r['cpu_per_krps']:.2f} | {r['rss']:.0f} | "
               f"{r['load']:.1f} |")  # fmt: skip
     for s in args.sources.split(","):
+        s = s if args.workers == 1 else f"{s} ×{args.workers}"
         ok = [r["rate"] for r in rows if r["capture"] == s and r["complete"]]
         best = max(ok) if ok else 0.0
         print(f"\nHighest rate recorded completely with {s}: **{best:,.0f} req/s**.", end="")
