@@ -245,6 +245,10 @@ def _flex(name: str) -> str:
     return "[-_]*".join(re.escape(c) for c in name)
 
 
+_UNANCHORED = re2._re2.RE2.Anchor.UNANCHORED
+_NO_SPAN = (-1, -1)
+
+
 class _AnyOf:
     """Which of some RE2 regexes match a text: one linear pass over the text for "none"
     (the usual answer), then each regex alone only when something matched.
@@ -266,7 +270,8 @@ class _AnyOf:
         self.each = tuple(re2.compile(m) for m in members)
 
     def Match(self, data: bytes) -> list[int] | None:  # noqa: N802 (re2.Set's name)
-        if self.one.search(data) is None:
+        # the plain search, called below the wrapper (no generator, no match object)
+        if self.one._regexp.Match(_UNANCHORED, data, 0, len(data))[0] == _NO_SPAN:
             return None
         found = self.set.Match(data)  # fast; empty only if its DFA gave up
         if found:

@@ -189,6 +189,8 @@ class _Job:
         headers = msg.get("headers") if msg else None
         if not headers:
             return msg
+        if type(headers) is dict and headers.keys() <= self.rs.plain_headers:
+            return msg  # every name known to need nothing (what ``headers`` would find)
         saved, self.active = self.active, ()
         try:
             new = self.headers(headers, f"{prefix}.headers")
