@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
+import msgspec
 
 from kubeweir.entry import Entry, entry_to_json
 from sniffer.capture import CaptureError, CaptureReader, open_capture
@@ -23,6 +24,9 @@ from sniffer.pipeline import Pipeline, PipelineSettings
 __all__ = ["read", "format_counters", "table_header", "table_row"]
 
 PROGRESS_EVERY = 4096
+_WRITE_BLOCK = 1 << 16
+_ENCODER = msgspec.json.Encoder()
+"""Encodes as ``entry_to_json`` does (a default ``msgspec.json.Encoder``)."""
 
 
 def _port_hints(values: tuple[str, ...]) -> dict[int, str]:
@@ -98,10 +102,13 @@ def format_counters(c: dict[str, int]) -> str:
     return "  ".join(parts + extra)
 
 
-def _records(reader: CaptureReader, tick: Callable[[int], None] | None) -> Iterator[Any]:
+def _records(reader: CaptureReader, tick: Callable[[int], None] | None) -> Iterable[Any]:
     if tick is None:
-        yield from reader
-        return
+        return reader  # no generator in between on the hot path
+    return _ticking(reader, tick)
+
+
+def _ticking(reader: CaptureReader, tick: Callable[[int], None]) -> Iterator[Any]:
     n = 0
     for rec in reader:
         yield rec
@@ -120,12 +127,25 @@ def _write_all(entries: Iterator[Entry], out: IO[bytes], fmt: str, flush_each: b
             if flush_each:
                 out.flush()
         return
-    enc = entry_to_json
-    write = out.write
-    for e in entries:
-        write(enc(e) + b"\n")
-        if flush_each:
+    if flush_each:
+        for e in entries:
+            out.write(entry_to_json(e) + b"\n")
             out.flush()
+        return
+    # the same bytes as entry_to_json per line, encoded into one buffer written in blocks
+    encode_into = _ENCODER.encode_into
+    write = out.write
+    buf = bytearray()
+    try:
+        for e in entries:
+            encode_into(e, buf, -1)
+            buf.append(10)
+            if len(buf) >= _WRITE_BLOCK:
+                write(buf)
+                buf.clear()
+    finally:
+        if buf:  # what was encoded still goes out, even if reading failed
+            write(buf)
 
 
 @click.command(help="Parse a pcap/pcapng FILE into entries (NDJSON or a table) on stdout.")

@@ -3,6 +3,7 @@ field lines, request targets, and content detection (RFC 9112). Pure functions."
 
 from __future__ import annotations
 
+from itertools import repeat
 from operator import itemgetter
 
 from sniffer.parsers.base import Direction, ParseError
@@ -56,7 +57,7 @@ def decode_head(raw: bytes | bytearray) -> list[str]:
 
 def parse_fields(lines: list[str], start: int) -> dict[str, str]:
     """RFC 9112 §5: field lines. Names lower-cased; repeats joined (RFC 9110 §5.3)."""
-    items = [line.partition(":") for line in (lines[start:] if start else lines)]
+    items = list(map(str.partition, lines[start:] if start else lines, repeat(":")))
     headers = {name.lower(): value.strip() for name, _, value in items}
     # The common case ends here: every line had a colon, no name was repeated, and no
     # name holds white space (space before the colon, or an obs-fold line).

@@ -47,8 +47,8 @@ from sniffer.parsers._http_reader import (
     _Half,
     _Msg,
 )
-from sniffer.parsers._http_wire import detect, split_target
-from sniffer.parsers.base import Direction, Exchange, ParserLimits
+from sniffer.parsers._http_wire import decode_head, detect, parse_fields, split_target
+from sniffer.parsers.base import Direction, Exchange, ParseError, ParserLimits
 from sniffer.parsers.registry import StreamProtocol
 
 __all__ = ["HttpParser", "PROTOCOL", "PROTOCOL_FIELDS", "detect"]
@@ -80,6 +80,178 @@ class HttpParser(HttpReader):
         self._max_pending = self.limits.max_pending
         self._orphans = 0
         """Responses without a request since the last request head (see ``_lost_message``)."""
+
+    def feed(self, direction: Direction, data: bytes, ts: float) -> None:
+        h = self._halves[direction]
+        if h.state is _HEAD and h.pos >= len(h.buf) and type(data) is bytes and not self._closed:
+            # Fast path: whole messages at a message boundary (the usual segment) are read
+            # straight from ``data``, with no events, buffer or state-machine turns. Any
+            # other case (a partial head or body, chunked, 1xx, HEAD, Upgrade, gaps, bad
+            # input) goes to the reader from the first message the fast path declines.
+            fast = self._fast_request if h is self._client else self._fast_response
+            pos = 0
+            n = len(data)
+            while pos < n:
+                nxt = fast(h, data, pos, ts)
+                if nxt < 0:
+                    break
+                pos = nxt
+            if pos:
+                if pos >= n:
+                    return
+                data = data[pos:]
+        super().feed(direction, data, ts)
+
+    def _fast_head(self, data: bytes, pos: int) -> tuple[list[str], int]:
+        """The head at ``pos`` as lines and where it ends, when it is whole, CRLF-ended
+        and within bounds; ``([], -1)`` otherwise (the reader then decides)."""
+        if data[pos] in (10, 13):
+            return [], -1
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0 or end - pos > self._max_head or data.find(b"\n\n", pos, end) >= 0:
+            return [], -1
+        return decode_head(data[pos:end]), end + 4
+
+    def _fast_request(self, h: _Half, data: bytes, pos: int, ts: float) -> int:
+        """One whole request at ``pos`` without Transfer-Encoding, Upgrade or CONNECT,
+        its Content-Length body (if any) all in ``data``: read as the reader would.
+        Returns the offset after it, or -1 (nothing done)."""
+        lines, after = self._fast_head(data, pos)
+        if after < 0:
+            return -1
+        method, _, rest = lines[0].partition(" ")
+        target, _, version = rest.rpartition(" ")
+        if (
+            not version.startswith("HTTP/1.")
+            or not target
+            or not method.isupper()
+            or method == "CONNECT"
+        ):
+            return -1
+        try:
+            headers = parse_fields(lines, 1)
+        except ParseError:
+            return -1
+        if "transfer-encoding" in headers or "upgrade" in headers:
+            return -1
+        body = None
+        cl = headers.get("content-length")
+        if cl is not None:
+            if not (cl.isdigit() and cl.isascii()):
+                return -1
+            length = int(cl)
+            if length:
+                stop = after + length
+                if stop > len(data):
+                    return -1
+                body = data[after:stop]
+                after = stop
+        start = h.start_ts if h.start_ts is not None else ts
+        h.start_ts = None
+        msg = self._open_request(h, method, target, version, headers, start)
+        h.messages += 1
+        h.msg = None
+        msg.done = True
+        if body is None:
+            msg.emitted = True  # the fields were made for an empty, complete body
+        else:
+            msg.body = body
+            self._seal(msg)
+        return after
+
+    def _fast_response(self, h: _Half, data: bytes, pos: int, ts: float) -> int:
+        """One whole final response at ``pos`` to a plain request (not HEAD, CONNECT or
+        Upgrade, no 1xx before it), without Transfer-Encoding, its Content-Length body
+        all in ``data`` (or none: 204, 304): paired as the reader and ``_finish`` would.
+        Returns the offset after it, or -1 (nothing done)."""
+        pending = self._pending
+        if not pending or h.pending_gap:
+            return -1
+        req = pending[0]
+        if req.lost or req.upgrade or req.interim is not None or req.method == "HEAD":
+            return -1
+        lines, after = self._fast_head(data, pos)
+        if after < 0:
+            return -1
+        version, _, rest = lines[0].partition(" ")
+        code, _, reason = rest.partition(" ")
+        if (
+            not version.startswith("HTTP/1.")
+            or len(code) != 3
+            or not (code.isdigit() and code.isascii())
+            or code < "200"
+        ):
+            return -1
+        status = int(code)
+        try:
+            headers = parse_fields(lines, 1)
+        except ParseError:
+            return -1
+        if "transfer-encoding" in headers:
+            return -1
+        body = None
+        if status != 204 and status != 304:
+            cl = headers.get("content-length")
+            if cl is None or not (cl.isdigit() and cl.isascii()):
+                return -1
+            length = int(cl)
+            if length:
+                stop = after + length
+                if stop > len(data):
+                    return -1
+                body = data[after:stop]
+                after = stop
+        start = h.start_ts if h.start_ts is not None else ts
+        h.start_ts = None
+        h.messages += 1
+        pending.popleft()
+        req.answered = True
+        text: str | None = ""
+        if body is not None:
+            # what ``_seal`` makes of a whole plain UTF-8 body within the bound
+            if "content-encoding" in headers or len(body) > self.limits.max_body:
+                text = None
+            else:
+                try:
+                    text = body.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = None
+        fields = {
+            "status": status,
+            "reason": reason,
+            "version": version,
+            "headers": headers,
+            "content_type": headers.get("content-type", ""),
+            "body": "",
+            "body_encoding": "utf8",
+            "body_size": 0,
+            "body_truncated": False,
+        }
+        if text is None or req.gaps or not req.emitted:
+            msg = _Msg(start, fields)
+            msg.req = req
+            msg.done = True
+            msg.body = body
+            self._finish(req, msg, ts, "")
+            return after
+        if body is not None:
+            fields["body"] = text
+            fields["body_size"] = len(body)
+        # ``_finish`` for a sealed request without gaps and this response
+        target = req.target if len(req.target) <= 200 else req.target[:200] + "…"
+        self._done.append(
+            Exchange(
+                "http",
+                req.ts,
+                ts,
+                req.fields or {},
+                fields,
+                f"{req.method} {target} → {status}",
+                "",
+                0,
+            )
+        )
+        return after
 
     def gap(self, direction: Direction, length: int, ts: float) -> None:
         if self._closed or length <= 0:
@@ -214,23 +386,26 @@ class HttpParser(HttpReader):
     # ------------------------------------------------------------------ pairing
 
     def _on_request_head(self, h: _Half, ev: RequestHead) -> None:
-        target = ev.target
+        ts = h.start_ts if h.start_ts is not None else 0.0
+        h.start_ts = None
+        self._open_request(h, ev.method, ev.target, ev.version, ev.headers, ts)
+
+    def _open_request(
+        self, h: _Half, method: str, target: str, version: str, headers: dict[str, str], ts: float
+    ) -> _Msg:
+        """The request's message and fields, queued for its response (``h.msg``)."""
         if target[:1] == "/":
             path, _, query = target.partition("?")
             host = ""
         else:
             path, query, host = split_target(target)
-        headers = ev.headers
-        ts = h.start_ts if h.start_ts is not None else 0.0
-        h.start_ts = None
-        method = ev.method
         msg = _Msg(
             ts,
             {
                 "method": method,
                 "path": path,
                 "query": query,
-                "version": ev.version,
+                "version": version,
                 "host": host or headers.get("host", ""),
                 "headers": headers,
                 "content_type": headers.get("content-type", ""),
@@ -254,6 +429,7 @@ class HttpParser(HttpReader):
             self._push(msg)
         else:
             pending.append(msg)
+        return msg
 
     def _push(self, msg: _Msg) -> None:
         if len(self._pending) >= self.limits.max_pending:
