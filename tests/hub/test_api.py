@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -15,6 +13,7 @@ from starlette.websockets import WebSocketDisconnect
 from hub.storage.duckdb import DuckDBStorage
 from kubeweir.testing import make_entry, make_http_entry
 from tests.hub.conftest import ADMIN, ALICE, BOB, ingest
+from tests.hub.routes import walk_routes
 
 # Health, metrics and the login endpoints (SAML and the login link) are the only public ones.
 PUBLIC = {
@@ -53,19 +52,9 @@ def _ids(client: TestClient, headers: dict[str, str], **params: object) -> list[
     return [e["id"] for e in r.json()["entries"]]
 
 
-def _walk(routes: list[Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Every route with its full path (FastAPI keeps included routers nested)."""
-    for r in routes:
-        inner = getattr(r, "original_router", None)
-        if inner is not None:
-            yield from _walk(inner.routes, prefix + r.include_context.prefix)
-        else:
-            yield prefix + getattr(r, "path", ""), r
-
-
 def test_every_route_needs_an_identity(app: FastAPI, client: TestClient) -> None:
     seen = 0
-    for path, route in _walk(app.routes):
+    for path, route in walk_routes(app.routes):
         if isinstance(route, APIRoute):
             if path in PUBLIC or path.startswith("/saml/") or path == "/{path:path}":
                 continue

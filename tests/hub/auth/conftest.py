@@ -32,14 +32,14 @@ class SamlPair:
     directory: Path
 
 
-def make_pair(directory: Path, idp_name: str = "idp") -> SamlPair:
+def make_pair(directory: Path, idp_name: str = "idp", public_url: str = PUBLIC_URL) -> SamlPair:
     """Our SP trusting a fresh pysaml2 IdP, and that IdP knowing our SP's metadata."""
     sp_key, sp_cert = make_keypair(directory, "sp")
     idp = PysamlIdP(directory, _BOOT_SP, name=idp_name)
     idp_meta = directory / f"{idp_name}-metadata.xml"
     idp_meta.write_text(idp.metadata())
     settings = SamlSettings(
-        public_url=PUBLIC_URL,
+        public_url=public_url,
         sp_key_file=sp_key,
         sp_cert_file=sp_cert,
         idp_metadata_file=idp_meta,
