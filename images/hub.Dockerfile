@@ -29,7 +29,7 @@ RUN apt-get update \
 COPY --from=build /opt/kubeweir /opt/kubeweir
 COPY --from=front /src/front/dist /opt/kubeweir/front/dist
 ENV PATH=/opt/kubeweir/bin:$PATH \
-    KUBEWEIR_HUB_FRONT_DIR=/opt/kubeweir/front/dist \
+    KUBEWEIR_HUB_FRONT_DIST=/opt/kubeweir/front/dist \
     PYTHONDONTWRITEBYTECODE=1
 USER 10001:10001
 EXPOSE 8443
