@@ -174,8 +174,14 @@ def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, conns_list: 
             stored = 0
             last: tuple[float, int] = (-1.0, -1)
             stable = 0
+            parsed_at: float | None = None
+            entries0 = _metric(m0, "kubeweir_sniffer_entries_total")
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
+                if parsed_at is None:
+                    made = _metric(snf.metrics(), "kubeweir_sniffer_entries_total") - entries0
+                    if made >= n:
+                        parsed_at = time.monotonic() - t0
                 stored = cluster.hub.total() - before
                 if stored >= n:
                     time.sleep(2.0)  # stragglers: requests wrk had in flight at the end
@@ -200,6 +206,7 @@ def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, conns_list: 
                 "cpu": cpu_run, "cpu_total": cpu_total,
                 "cpu_per_krps": cpu_total / max(1, stored) * 1000,
                 "sustained": stored / (run_secs + max(0.0, catch_up)),
+                "parse_rate": n / parsed_at if parsed_at else 0.0,
                 "catch_up": max(0.0, catch_up), "rss": snf.rss(),
                 "load": os.getloadavg()[0],
             })  # fmt: skip
@@ -392,13 +399,15 @@ def report(args: Any, load: tuple[float, float, float], baseline: dict[int, floa
         "entry ids are unique, so nothing is stored twice):\n"
     )
     print("| source | conns | wrk requests | req/s | stored | complete | kernel drops | "
-          "catch-up s | sustained entries/s | sniffer CPU s (run / total) | "
+          "catch-up s | sustained entries/s (parsed by the sniffer / stored by the hub) | "
+          "sniffer CPU s (run / total) | "
           "cores per 1k req/s | sniffer RSS MiB | load avg |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['capture']} | {r['conns']} | {r['wrk']:,} | {r['rate']:,.0f} | "
               f"{r['stored']:,} | {'yes' if r['complete'] else '**no**'} | {r['kernel_drops']:,} "
-              f"| {r['catch_up']:.1f} | {r['sustained']:,.0f} | {r['cpu']:.1f} / "
+              f"| {r['catch_up']:.1f} | {r['parse_rate']:,.0f} / {r['sustained']:,.0f} | "
+              f"{r['cpu']:.1f} / "
               f"{r['cpu_total']:.1f} | {r['cpu_per_krps']:.2f} | {r['rss']:.0f} | "
               f"{r['load']:.1f} |")  # fmt: skip
     for s in args.sources.split(","):
