@@ -64,12 +64,20 @@ def make_auth(cfg: Settings, storage: Storage, metrics: HubMetrics) -> AuthServi
         token: Viewer(v.name, tuple(v.namespaces), frozenset(v.permissions))
         for token, v in cfg.viewer_tokens.items()
     }
+    kube = None
+    if cfg.auth.authz == "kubernetes" and cfg.kubeconfig:
+        from kubernetes import client, config
+
+        conf = client.Configuration()
+        config.load_kube_config(cfg.kubeconfig, client_configuration=conf)  # type: ignore[no-untyped-call]
+        kube = client.ApiClient(conf)
     return AuthService(
         cfg.auth,
         storage.sql_engine(),
         cfg.secret_key.get_secret_value(),
         cookie_secure=cfg.cookie_secure,
         config_tokens=config_tokens,
+        kube_api_client=kube,
         metrics=metrics,
     )
 

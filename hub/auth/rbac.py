@@ -36,6 +36,7 @@ class RbacAuthorizer:
         group: str = "kubeweir.io",
         ttl: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
+        namespaces: Callable[[], list[str]] | None = None,
     ) -> None:
         from kubernetes import client
 
@@ -46,6 +47,7 @@ class RbacAuthorizer:
         self.group = group
         self.ttl = ttl
         self._clock = clock
+        self._namespaces = namespaces or self._api_namespaces
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, RbacDecision]] = {}
         self._lock = threading.Lock()
 
@@ -67,6 +69,10 @@ class RbacAuthorizer:
         result = self._authz.create_subject_access_review(review)
         return bool(result.status and result.status.allowed)
 
+    def _api_namespaces(self) -> list[str]:
+        items = self._core.list_namespace().items
+        return [str(n.metadata.name) for n in items if n.metadata and n.metadata.name]
+
     def decide(self, user: str, groups: tuple[str, ...]) -> RbacDecision:
         key = (user, tuple(sorted(groups)))
         now = self._clock()
@@ -75,8 +81,7 @@ class RbacAuthorizer:
             if hit and hit[0] > now:
                 return hit[1]
         try:
-            items = self._core.list_namespace().items
-            namespaces = [str(n.metadata.name) for n in items if n.metadata and n.metadata.name]
+            namespaces = self._namespaces()
             seen = tuple(ns for ns in namespaces if self._allowed(user, groups, ns, None))
             pcap = tuple(ns for ns in seen if self._allowed(user, groups, ns, "pcap"))
         except Exception as exc:  # any API failure denies; never cached

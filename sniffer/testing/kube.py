@@ -72,11 +72,66 @@ class _Emulator(kmock.KubernetesEmulator):
         res = request.resource
         if res is not None and res.plural == "tokenreviews" and request.method == "POST":
             return aiohttp.web.json_response(self._review(request.data or {}), status=201)
+        if res is not None and res.plural == "subjectaccessreviews" and request.method == "POST":
+            review = await self._access_review(request.data or {})
+            return aiohttp.web.json_response(review, status=201)
         if res is not None and request.method in ("POST", "PATCH") and request.data:
             # Resource versions, as an API server stamps them.
             request.data.setdefault("metadata", {})["resourceVersion"] = str(next(self.rv))
         response: aiohttp.web.StreamResponse = await super()._handle(request)
         return response
+
+    async def _list(self, path: str) -> list[dict[str, Any]]:
+        async with self.request("GET", path) as resp:
+            if resp.status >= 400:
+                return []
+            data: dict[str, Any] = await resp.json(content_type=None)
+        items: list[dict[str, Any]] = data.get("items") or []
+        return items
+
+    async def _access_review(self, body: dict[str, Any]) -> dict[str, Any]:
+        """SubjectAccessReview evaluated against the stored Roles, ClusterRoles and their
+        bindings, as the API server's RBAC authorizer does (without aggregation)."""
+        spec = body.get("spec", {})
+        attrs = spec.get("resourceAttributes") or {}
+        ns = attrs.get("namespace", "")
+        resource = attrs.get("resource", "")
+        if attrs.get("subresource"):
+            resource = f"{resource}/{attrs['subresource']}"
+        wanted = (attrs.get("group", ""), resource, attrs.get("verb", ""))
+        user, groups = spec.get("user", ""), set(spec.get("groups") or [])
+        rbac = "/apis/rbac.authorization.k8s.io/v1"
+        bindings = await self._list(f"{rbac}/namespaces/{ns}/rolebindings") if ns else []
+        bindings += await self._list(f"{rbac}/clusterrolebindings")
+        allowed = False
+        for b in bindings:
+            subjects = b.get("subjects") or []
+            if not any(
+                (s.get("kind") == "User" and s.get("name") == user)
+                or (s.get("kind") == "Group" and s.get("name") in groups)
+                for s in subjects
+            ):
+                continue
+            ref = b.get("roleRef", {})
+            if ref.get("kind") == "Role":
+                roles = await self._list(f"{rbac}/namespaces/{ns}/roles")
+            else:
+                roles = await self._list(f"{rbac}/clusterroles")
+            role = next((r for r in roles if r["metadata"]["name"] == ref.get("name")), None)
+            for rule in (role or {}).get("rules") or []:
+                if (
+                    (wanted[0] in rule.get("apiGroups", []) or "*" in rule.get("apiGroups", []))
+                    and (wanted[1] in rule.get("resources", []) or "*" in rule.get("resources", []))
+                    and (wanted[2] in rule.get("verbs", []) or "*" in rule.get("verbs", []))
+                ):
+                    allowed = True
+        self.reviews.append(spec)
+        return {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": spec,
+            "status": {"allowed": allowed},
+        }
 
     def _review(self, body: dict[str, Any]) -> dict[str, Any]:
         spec = body.get("spec", {})
@@ -154,6 +209,15 @@ class KubeAPI:
             self._stack = AsyncExitStack()
             self.emulator = await self._stack.enter_async_context(_Emulator())
             self.emulator.resources["v1/pods"] = kmock.ResourceInfo(kind="Pod", namespaced=True)
+            rbac = "rbac.authorization.k8s.io/v1"
+            for plural, kind, namespaced in (
+                ("roles", "Role", True), ("rolebindings", "RoleBinding", True),
+                ("clusterroles", "ClusterRole", False),
+                ("clusterrolebindings", "ClusterRoleBinding", False),
+            ):  # fmt: skip
+                self.emulator.resources[f"{rbac}/{plural}"] = kmock.ResourceInfo(
+                    kind=kind, namespaced=namespaced
+                )
             server = await self._stack.enter_async_context(kmock.Server(self.emulator))
             self.url = str(server.url).rstrip("/")
 
@@ -199,6 +263,10 @@ class KubeAPI:
 
     def delete_pod(self, namespace: str, name: str) -> dict[str, Any]:
         return self._request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+    def create(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create any object (a Namespace, a Role, a RoleBinding...) at its collection path."""
+        return self._request("POST", path, obj)
 
     def add_token(self, sa: ServiceAccountToken) -> None:
         assert self.emulator is not None
