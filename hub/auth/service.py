@@ -230,10 +230,18 @@ class AuthService:
 
     def _bearer(self, request: HTTPConnection, token: str) -> Viewer:
         if token.startswith("kw_"):
+            # Failures count against the token's owner too (when the id is a real one),
+            # so guessing at one user's token is limited from any number of addresses.
+            parts = token.split("_", 2)
+            known = self.store.get(parts[1]) if len(parts) == 3 else None
+            keys = (f"user:{known.owner}",) if known else ()
+            self.check_rate(request, *keys)
             try:
                 info = self.store.verify(token)
             except TokenError as exc:
-                raise self.refuse(request, 401, "invalid or expired token", str(exc)) from None
+                raise self.refuse(
+                    request, 401, "invalid or expired token", str(exc), keys=keys
+                ) from None
             return self.viewer_for_token(info)
         found = self.config_viewer(token)
         if found is None:

@@ -150,3 +150,79 @@ def test_failure_limiter_is_bounded_in_keys() -> None:
     for i in range(1000):
         lim.failed(f"ip:{i}", now=float(i) / 1000)
     assert len(lim._failures) <= 100
+
+
+def test_forwarded_for_is_believed_only_from_trusted_proxies() -> None:
+    import ipaddress
+
+    from starlette.requests import Request
+
+    from hub.auth.service import client_address
+
+    def req(peer: str, fwd: str) -> Request:
+        scope = {"type": "http", "client": (peer, 5000), "headers": [
+            (b"x-forwarded-for", fwd.encode())], "path": "/", "method": "GET"}  # fmt: skip
+        return Request(scope)
+
+    trusted = [ipaddress.ip_network("10.0.0.0/8")]
+    assert client_address(req("10.1.2.3", "203.0.113.9"), trusted) == "203.0.113.9"
+    assert client_address(req("10.1.2.3", "1.1.1.1, 203.0.113.9"), trusted) == "203.0.113.9"
+    assert client_address(req("192.0.2.7", "203.0.113.9"), trusted) == "192.0.2.7"
+    assert client_address(req("10.1.2.3", "203.0.113.9"), []) == "10.1.2.3"
+
+
+def test_idp_metadata_from_an_in_cluster_url(tmp_path) -> None:
+    import http.server
+    import threading
+
+    from hub.auth.config import SamlSettings
+    from hub.auth.saml import SamlServiceProvider
+    from tests.hub.auth.conftest import make_pair
+
+    pair = make_pair(tmp_path)
+    meta = pair.settings.idp_metadata_file.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Type", "application/samlmetadata+xml")
+            self.end_headers()
+            self.wfile.write(meta)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metadata"
+        settings = pair.settings.model_copy(
+            update={"idp_metadata_file": None, "idp_metadata_url": url}
+        )
+        sp = SamlServiceProvider(SamlSettings.model_validate(settings.model_dump()))
+        login_url, _ = sp.login_redirect("/")
+        assert login_url.startswith(pair.idp.sso_url)
+    finally:
+        server.shutdown()
+
+
+def test_failures_on_one_users_token_are_limited_per_user(store: AuthStore) -> None:
+    """Wrong secrets for a real token id count against its owner from any address."""
+    from fastapi import HTTPException
+    from starlette.requests import Request
+
+    from hub.auth.service import AuthService
+
+    svc = AuthService(AuthSettings(failed_login_limit=3), store.engine, "k" * 32)
+    token_id = issue(store).split("_")[1]
+    codes = []
+    for i in range(5):
+        bearer = f"Bearer kw_{token_id}_wrong{i}".encode()
+        scope = {"type": "http", "client": (f"192.0.2.{i}", 1), "path": "/api/v1/entries",
+                 "method": "GET", "query_string": b"",
+                 "headers": [(b"authorization", bearer)]}  # fmt: skip
+        try:
+            svc.authenticate(Request(scope))
+        except HTTPException as exc:
+            codes.append(exc.status_code)
+    assert codes == [401, 401, 401, 429, 429]
