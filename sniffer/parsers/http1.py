@@ -47,7 +47,7 @@ from sniffer.parsers._http_reader import (
     _Half,
     _Msg,
 )
-from sniffer.parsers._http_wire import decode_head, detect, parse_fields, split_target
+from sniffer.parsers._http_wire import detect, parse_fields, split_target
 from sniffer.parsers.base import Direction, Exchange, ParseError, ParserLimits
 from sniffer.parsers.registry import StreamProtocol
 
@@ -78,6 +78,7 @@ class HttpParser(HttpReader):
         """Requests (head read) waiting for their response, in order."""
         self._done: list[Exchange] = []
         self._max_pending = self.limits.max_pending
+        self._max_body = self.limits.max_body
         self._orphans = 0
         """Responses without a request since the last request head (see ``_lost_message``)."""
 
@@ -108,9 +109,17 @@ class HttpParser(HttpReader):
         if data[pos] in (10, 13):
             return [], -1
         end = data.find(b"\r\n\r\n", pos)
-        if end < 0 or end - pos > self._max_head or data.find(b"\n\n", pos, end) >= 0:
+        if end < 0 or end - pos > self._max_head:
             return [], -1
-        return decode_head(data[pos:end]), end + 4
+        raw = data[pos:end]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        lines = text.split("\r\n")
+        if text.count("\n") != len(lines) - 1:
+            return [], -1  # a bare LF: the reader's line rules (RFC 9112 §2.2)
+        return lines, end + 4  # what decode_head makes of a head without bare LFs
 
     def _fast_request(self, h: _Half, data: bytes, pos: int, ts: float) -> int:
         """One whole request at ``pos`` without Transfer-Encoding, Upgrade or CONNECT,
@@ -209,7 +218,7 @@ class HttpParser(HttpReader):
         text: str | None = ""
         if body is not None:
             # what ``_seal`` makes of a whole plain UTF-8 body within the bound
-            if "content-encoding" in headers or len(body) > self.limits.max_body:
+            if "content-encoding" in headers or len(body) > self._max_body:
                 text = None
             else:
                 try:
