@@ -32,10 +32,12 @@ import hashlib
 import ipaddress
 import logging
 import os
+import queue
 import socket
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,6 +57,7 @@ from sniffer.tls.probes import (
     KIND_ADDR,
     KIND_DATA,
     KIND_EXEC,
+    KIND_FREE,
     MAX_CHUNKS,
     Probes,
     TlsEvent,
@@ -150,6 +153,9 @@ class TlsCapture:
         self._rescan = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._procs_thread: threading.Thread | None = None
+        self._execs: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._sync = threading.Lock()  # libraries and the targets map: one writer at a time
         self._streams: dict[tuple[int, int], _Stream] = {}
         self._ids: dict[tuple[str, int, str, int], _Ids] = {}
         self._ns_addrs: dict[int, set[str]] = {}
@@ -159,6 +165,7 @@ class TlsCapture:
         self._pid_libs: dict[int, set[str]] = {}
         self._clock = time.time() - time.monotonic()
         self._ready: list[Entry] = []
+        self._parked: list[_Stream] = []
         self._by_fd: dict[tuple[int, int], _Stream] = {}
         self._addrs: dict[tuple[int, int], dict[int, tuple[str, int]]] = {}
         """(tgid, fd) → {ADDR_PEER/ADDR_LOCAL: (ip, port)} from the kernel's ADDR events."""
@@ -182,13 +189,19 @@ class TlsCapture:
         self._scan(time.monotonic())
         self._thread = threading.Thread(target=self._run, name="tls", daemon=True)
         self._thread.start()
+        self._procs_thread = threading.Thread(target=self._run_procs, name="tls-procs",
+                                              daemon=True)  # fmt: skip
+        self._procs_thread.start()
         return self
 
     def stop(self) -> None:
         """Detach every probe, close every stream, hand over the last entries."""
         self._stop.set()
+        self._execs.put(-1)
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if self._procs_thread is not None:
+            self._procs_thread.join(timeout=10)
         for st in list(self._streams.values()):
             self._close_stream(st)
         self._finish_waiting(force=True)
@@ -217,23 +230,45 @@ class TlsCapture:
 
     # --- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        """The ring: events → streams → entries. Never reads /proc of a process that may
+        be exec'ing (that can block on the kernel's exec lock): see ``_run_procs``."""
         assert self.probes is not None
-        next_scan = time.monotonic() + self.settings.scan_interval
+        next_sweep = time.monotonic() + self.settings.scan_interval
         while not self._stop.is_set():
             try:
                 self.probes.poll(POLL_MS)
                 now = time.monotonic()
-                if now >= next_scan or self._rescan.is_set():
-                    self._rescan.clear()
-                    self._scan(now)
+                if now >= next_sweep:
                     self._sweep(now)
-                    next_scan = now + self.settings.scan_interval
+                    next_sweep = now + self.settings.scan_interval
                 self._finish_waiting(force=False)
                 if self._ready:
                     out, self._ready = self._ready, []
                     self.on_entries(out)
             except Exception:  # noqa: BLE001 - capture goes on
                 log.exception("TLS capture loop error")
+                time.sleep(0.1)
+
+    def _run_procs(self) -> None:
+        """Processes: exec events and the periodic /proc scan (a thread of its own: a
+        /proc read of an exec'ing process may wait on that exec)."""
+        next_scan = time.monotonic() + self.settings.scan_interval
+        while not self._stop.is_set():
+            try:
+                timeout = max(0.0, next_scan - time.monotonic())
+                try:
+                    pid = self._execs.get(timeout=min(timeout, 0.2))
+                except queue.Empty:
+                    pid = 0
+                if pid > 0:
+                    self._on_exec(pid)
+                now = time.monotonic()
+                if now >= next_scan or self._rescan.is_set():
+                    self._rescan.clear()
+                    self._scan(now)
+                    next_scan = now + self.settings.scan_interval
+            except Exception:  # noqa: BLE001 - capture goes on
+                log.exception("TLS process scan error")
                 time.sleep(0.1)
 
     # --- processes and libraries ----------------------------------------------------------
@@ -244,6 +279,10 @@ class TlsCapture:
         return bool(self._ns_addrs[ino] & targets)
 
     def _scan(self, now: float) -> None:
+        with self._sync:
+            self._scan_locked(now)
+
+    def _scan_locked(self, now: float) -> None:
         probes = self.probes
         assert probes is not None
         self.c["scans"] += 1
@@ -307,20 +346,28 @@ class TlsCapture:
             targets = self._target_ips
         if not targets or not self._ns_targeted(ino, pid, time.monotonic(), targets):
             return
-        assert self.probes is not None
-        self.probes.add_pid(pid)
-        self.c["execs_targeted"] += 1
-        self._pid_libs[pid] = procs.libssl_paths(pid)
-        self._sync_libs()
+        with self._sync:  # targeted first: the program may speak TLS within milliseconds
+            assert self.probes is not None
+            self.probes.add_pid(pid)
+            self.c["execs_targeted"] += 1
+        paths = procs.libssl_paths(pid)
+        with self._sync:
+            self._pid_libs[pid] = paths
+            self._sync_libs()
 
     # --- events -------------------------------------------------------------------------
     def _on_event(self, addr: int, size: int) -> None:
         ev = TlsEvent.from_address(addr)
         if ev.kind == KIND_EXEC:
-            self._on_exec(int(ev.tgid))
+            self._execs.put(int(ev.tgid))  # handled on the procs thread
             return
         if ev.kind == KIND_ADDR:
             self._on_addr(ev, ctypes.string_at(addr + HEADER_SIZE, max(0, size - HEADER_SIZE)))
+            return
+        if ev.kind == KIND_FREE:
+            done = self._streams.get((int(ev.tgid), int(ev.ssl)))
+            if done is not None:
+                self._close_stream(done)
             return
         if ev.kind != KIND_DATA:
             return
@@ -458,7 +505,9 @@ class TlsCapture:
         self.pipeline.closed(st.conn, st.last)
         self._collect(st)
         if st.waiting:
-            self._finalize(st, force=True)
+            self._finalize(st, force=False)
+            if st.waiting:
+                self._parked.append(st)  # still waiting for the wire's ISNs
 
     def _sweep(self, now: float) -> None:
         wall = now + self._clock
@@ -518,15 +567,40 @@ class TlsCapture:
         for st in list(self._streams.values()):
             if st.waiting:
                 self._finalize(st, force)
+        if self._parked:
+            for st in self._parked:
+                self._finalize(st, force)
+            self._parked = [st for st in self._parked if st.waiting]
 
 
-def packet_isn_lookup(pipeline: Any) -> IsnLookup:
+def packet_isn_lookup(pipeline: Any, memo_size: int = 65536) -> IsnLookup:
     """ISNs of connections seen by a packet ``Pipeline`` (the agent's), looked up by
-    4-tuple in its reassembler. Called from the TLS thread: a single dict read."""
+    4-tuple in its reassembler. A short connection is often opened and closed within one
+    ring block, before the TLS side asks: the ISNs of closed connections are kept in a
+    bounded memo, filled by wrapping the pipeline's ``closed`` (the reassembler's sink
+    call). Lookups run on the TLS thread: single dict reads."""
+    memo: OrderedDict[tuple[bytes, int, bytes, int], tuple[int, int]] = OrderedDict()
+    inner = pipeline.closed
+
+    def closed(conn: Any, ts: float) -> None:
+        c, s = conn.client, conn.server
+        if c.isn is not None and s.isn is not None:
+            memo[(c.ip, c.port, s.ip, s.port)] = (c.isn, s.isn)
+            if len(memo) > memo_size:
+                memo.popitem(last=False)
+        inner(conn, ts)
+
+    pipeline.closed = closed
 
     def lookup(cip: str, cport: int, sip: str, sport: int) -> tuple[int, int] | None:
-        halves = pipeline._tcp.halves
         c, s = _ip_bytes(cip), _ip_bytes(sip)
+        done = memo.get((c, cport, s, sport))
+        if done is not None:
+            return done
+        back = memo.get((s, sport, c, cport))
+        if back is not None:
+            return (back[1], back[0])
+        halves = pipeline._tcp.halves
         half = halves.get((c, cport, s, sport)) or halves.get((s, sport, c, cport))
         if half is None:
             return None

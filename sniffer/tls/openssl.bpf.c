@@ -151,6 +151,28 @@ int kw_ssl_write_enter(struct pt_regs *ctx) { return kw_enter(ctx, KW_TLS_WRITE,
 int kw_ssl_write_ex_enter(struct pt_regs *ctx) { return kw_enter(ctx, KW_TLS_WRITE, 1); }
 int kw_ssl_return(struct pt_regs *ctx) { return kw_return(ctx); }
 
+// SSL_free: the connection of this SSL* is over (its address will be reused by the next
+// SSL_new); user space closes the stream, and the next SSL* here starts fresh.
+int kw_ssl_free(struct pt_regs *ctx) {
+    u64 id = bpf_get_current_pid_tgid();
+    if (!kw_targeted(id))
+        return 0;
+    struct kw_ssl_key key = {.tgid = id >> 32, .pad = 0, .ssl = PT_REGS_PARM1(ctx)};
+    ssl_fds.delete(&key);
+    struct kw_tls_event *ev = events.ringbuf_reserve(offsetof(struct kw_tls_event, data));
+    if (!ev)
+        return 0;
+    __builtin_memset(ev, 0, offsetof(struct kw_tls_event, data));
+    ev->kind = KW_TLS_FREE;
+    ev->ts_ns = bpf_ktime_get_ns();
+    ev->ssl = key.ssl;
+    ev->tgid = id >> 32;
+    ev->tid = (u32)id;
+    ev->fd = -1;
+    events.ringbuf_submit(ev, 0);
+    return 0;
+}
+
 // --- which socket: syscalls of targeted threads ---------------------------------------
 static __always_inline int kw_syscall(int fd, int recv) {
     u64 id = bpf_get_current_pid_tgid();

@@ -25,12 +25,13 @@ SOURCE = Path(__file__).with_name("openssl.bpf.c")
 HEADER = Path(__file__).with_name("tls_event.h")
 TRACEFS = Path("/sys/kernel/tracing")
 
-# (symbol, entry function); every symbol also gets the shared return probe
+# (symbol, entry function, with the shared return probe)
 SYMBOLS = (
-    ("SSL_read", "kw_ssl_read_enter"),
-    ("SSL_read_ex", "kw_ssl_read_ex_enter"),
-    ("SSL_write", "kw_ssl_write_enter"),
-    ("SSL_write_ex", "kw_ssl_write_ex_enter"),
+    ("SSL_read", "kw_ssl_read_enter", True),
+    ("SSL_read_ex", "kw_ssl_read_ex_enter", True),
+    ("SSL_write", "kw_ssl_write_enter", True),
+    ("SSL_write_ex", "kw_ssl_write_ex_enter", True),
+    ("SSL_free", "kw_ssl_free", False),
 )
 
 
@@ -52,6 +53,7 @@ MAX_CHUNKS = _C["KW_TLS_MAX_CHUNKS"]
 KIND_DATA = _C["KW_TLS_DATA"]
 KIND_EXEC = _C["KW_TLS_EXEC"]
 KIND_ADDR = _C["KW_TLS_ADDR"]
+KIND_FREE = _C["KW_TLS_FREE"]
 ADDR_PEER = _C["KW_TLS_PEER"]
 DIR_READ = _C["KW_TLS_READ"]
 DIR_WRITE = _C["KW_TLS_WRITE"]
@@ -140,11 +142,14 @@ class Probes:
             return False
         name = path.encode()
         done: list[str] = []
-        for sym, fn in SYMBOLS:
+        for sym, fn, ret in SYMBOLS:
             try:
                 self.bpf.attach_uprobe(name=name, sym=sym.encode(), fn_name=fn.encode())
             except Exception as exc:  # noqa: BLE001 - a missing symbol (1.0.x has no _ex)
                 log.debug("%s: no uprobe on %s: %s", path, sym, exc)
+                continue
+            if not ret:
+                done.append(sym)
                 continue
             try:
                 self.bpf.attach_uretprobe(name=name, sym=sym.encode(), fn_name=b"kw_ssl_return")
@@ -154,7 +159,7 @@ class Probes:
                 continue
             done.append(sym)
         if not done:
-            log.warning("%s exports none of %s: not attached", path, [s for s, _ in SYMBOLS])
+            log.warning("%s exports none of %s: not attached", path, [s[0] for s in SYMBOLS])
             return False
         self.libs[key] = (name, done)
         log.info("TLS probes on %s (%s)", path, ", ".join(done))
@@ -162,8 +167,12 @@ class Probes:
 
     def detach(self, key: tuple[int, int]) -> None:
         name, syms = self.libs.pop(key)
+        with_return = {s for s, _, ret in SYMBOLS if ret}
         for sym in syms:
-            for fn in (self.bpf.detach_uprobe, self.bpf.detach_uretprobe):
+            fns = [self.bpf.detach_uprobe]
+            if sym in with_return:
+                fns.append(self.bpf.detach_uretprobe)
+            for fn in fns:
                 try:
                     fn(name=name, sym=sym.encode())
                 except Exception as exc:  # noqa: BLE001 - the file may be gone already

@@ -13,6 +13,7 @@
 /* Event kinds */
 #define KW_TLS_DATA 1   /* plaintext of one SSL_read/SSL_write (one chunk of it) */
 #define KW_TLS_EXEC 2   /* a process exec'd: user space decides whether it is targeted */
+#define KW_TLS_FREE 4   /* SSL_free: the SSL* (and its connection) is done */
 #define KW_TLS_ADDR 3   /* a socket address a targeted process got from accept/getpeername/
                            getsockname: data = the sockaddr, fd = the socket, dir = which */
 

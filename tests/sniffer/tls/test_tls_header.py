@@ -38,5 +38,5 @@ def test_constants_from_header() -> None:
     c = probes.header_constants()
     assert probes.CHUNK == c["KW_TLS_CHUNK"] == 16384
     assert {probes.DIR_READ, probes.DIR_WRITE} == {c["KW_TLS_READ"], c["KW_TLS_WRITE"]}
-    assert len({probes.KIND_DATA, probes.KIND_EXEC, probes.KIND_ADDR}) == 3
+    assert len({probes.KIND_DATA, probes.KIND_EXEC, probes.KIND_ADDR, probes.KIND_FREE}) == 4
     assert sorted(probes.COUNTER_NAMES) == list(range(c["KW_TLS_COUNTERS"]))
