@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from datetime import timedelta
 from typing import Any
 
@@ -219,6 +220,8 @@ QUERIES = st.recursive(
 )
 
 
+# the deep profile (5000 examples) runs for tens of minutes: no per-test time-out then
+@pytest.mark.timeout(0 if os.environ.get("HYPOTHESIS_PROFILE") == "deep" else 300)
 @given(
     entries=entry_lists(),
     queries=st.lists(QUERIES, min_size=1, max_size=6),
