@@ -155,7 +155,10 @@ class TlsCapture:
         self._thread: threading.Thread | None = None
         self._procs_thread: threading.Thread | None = None
         self._execs: queue.SimpleQueue[int] = queue.SimpleQueue()
-        self._sync = threading.Lock()  # libraries and the targets map: one writer at a time
+        self._sync = threading.Lock()  # libraries and the scan: one writer at a time
+        self._map_lock = threading.Lock()  # the targets map (exec events don't wait on scans)
+        self._exec_added: dict[int, float] = {}
+        """pid → when an exec event targeted it (a scan that started earlier keeps it)."""
         self._streams: dict[tuple[int, int], _Stream] = {}
         self._ids: dict[tuple[str, int, str, int], _Ids] = {}
         self._ns_addrs: dict[int, set[str]] = {}
@@ -304,7 +307,13 @@ class TlsCapture:
                     pids.add(pid)
                     targeted_ns.add(ino)
         self.targeted_netns = frozenset(targeted_ns)
-        probes.set_pids(pids)
+        with self._map_lock:
+            for pid, at in list(self._exec_added.items()):
+                if at >= now - 5.0 and procs.netns_inode(pid) in targeted_ns:
+                    pids.add(pid)  # exec'd while this scan was listing /proc
+                elif at < now - 5.0:
+                    del self._exec_added[pid]
+            probes.set_pids(pids)
         for extra in probes.map_pids() - pids:  # children the kernel added, since gone/moved
             if procs.netns_inode(extra) not in targeted_ns:
                 probes.set_pids(probes.pids | {extra})
@@ -346,9 +355,10 @@ class TlsCapture:
             targets = self._target_ips
         if not targets or not self._ns_targeted(ino, pid, time.monotonic(), targets):
             return
-        with self._sync:  # targeted first: the program may speak TLS within milliseconds
+        with self._map_lock:  # targeted first: the program may speak TLS within milliseconds
             assert self.probes is not None
             self.probes.add_pid(pid)
+            self._exec_added[pid] = time.monotonic()
             self.c["execs_targeted"] += 1
         paths = procs.libssl_paths(pid)
         with self._sync:
