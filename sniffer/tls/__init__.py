@@ -2,7 +2,8 @@
 
 Kubeshark and Pixie read HTTPS where the TLS library handles it; so does this package.
 ``openssl.bpf.c`` (event layout in ``tls_event.h``) puts entry and return uprobes on
-``SSL_read``, ``SSL_read_ex``, ``SSL_write`` and ``SSL_write_ex`` of every ``libssl.so.3``
+``SSL_read``, ``SSL_read_ex``, ``SSL_write`` and ``SSL_write_ex`` (and an entry probe on
+``SSL_free``, which ends a connection's stream) of every ``libssl.so.3``
 / ``libssl.so.1.1`` that a targeted pod's processes use — each process's own file,
 through ``/proc/PID/root``, so containers with their own OpenSSL work — and reports the
 plaintext of each call (16 KiB per event, up to 64 KiB per call, the true length always)
