@@ -243,14 +243,14 @@ def main() -> None:
     print(f"\nRatio HTTP / bare: **{ratio:.2f}** (bar ≥ {BAR}: {verdict}). "
           f"Hub peak RSS {rss / 1024:.0f} MiB. {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} (shared machine).\n")  # fmt: skip
-    d, i = sorted(reads["during"]), sorted(reads["idle"])
+    dur, idle = sorted(reads["during"]), sorted(reads["idle"])
     nm = len(more)
-    if d and i:
+    if dur and idle:
         print(f"Then {nm} more entries in {http_more:.2f} s ({nm / http_more:,.0f}/s) while a "
-              f"viewer paged the newest 100 entries: {len(d)} pages during that ingest, "
-              f"p50 {d[len(d) // 2] * 1000:.0f} ms, p95 "
-              f"{d[int(len(d) * 0.95)] * 1000:.0f} ms; idle afterwards p50 "
-              f"{i[len(i) // 2] * 1000:.0f} ms ({len(i)} pages).\n")  # fmt: skip
+              f"viewer paged the newest 100 entries: {len(dur)} pages during that ingest, "
+              f"p50 {dur[len(dur) // 2] * 1000:.0f} ms, p95 "
+              f"{dur[int(len(dur) * 0.95)] * 1000:.0f} ms; idle afterwards p50 "
+              f"{idle[len(idle) // 2] * 1000:.0f} ms ({len(idle)} pages).\n")  # fmt: skip
 
 
 if __name__ == "__main__":
