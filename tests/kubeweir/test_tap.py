@@ -21,6 +21,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Query
 from fastapi.responses import PlainTextResponse
+from starlette.testclient import TestClient
 
 from kubeweir.demo import DEMO_PROTOCOLS
 from kubeweir.demo.services import CARDS, PAYMENTS_TOKEN
@@ -114,19 +115,20 @@ def _login_app() -> FastAPI:
     return app
 
 
-async def test_one_time_link_works_once() -> None:
+def test_one_time_link_works_once() -> None:
+    # A sync client (its own thread): the browser tests' Playwright keeps an event loop
+    # running in the main thread for the whole session.
     login = OneTimeLogin(_login_app(), viewer_token="secret-viewer")
-    transport = httpx.ASGITransport(app=login)
-    async with httpx.AsyncClient(transport=transport, base_url="https://t") as c:
+    with TestClient(login, base_url="https://t", follow_redirects=False) as c:
         # the hub's own token route is closed: only the link logs in
-        r = await c.get(HUB_TOKEN_LOGIN, params={"token": "secret-viewer"})
+        r = c.get(HUB_TOKEN_LOGIN, params={"token": "secret-viewer"})
         assert r.status_code == 403
-        r = await c.get(LINK_PATH, params={"token": "guess"})
+        r = c.get(LINK_PATH, params={"token": "guess"})
         assert r.status_code == 403 and "not printed" in r.text
         assert not login.used
-        r = await c.get(login.link("https://t").removeprefix("https://t"))
+        r = c.get(login.link("https://t").removeprefix("https://t"))
         assert r.status_code == 200 and r.text == "session for secret-viewer then /"
-        r = await c.get(login.link("https://t").removeprefix("https://t"))
+        r = c.get(login.link("https://t").removeprefix("https://t"))
         assert r.status_code == 410 and "already used" in r.text
         assert "secret-viewer" not in r.text
 
