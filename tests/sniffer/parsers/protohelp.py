@@ -42,9 +42,7 @@ def run(
     return out
 
 
-def three_ways(
-    make: Callable[[], StreamParser], script: Script, trailing: bytes
-) -> list[Exchange]:
+def three_ways(make: Callable[[], StreamParser], script: Script, trailing: bytes) -> list[Exchange]:
     """The shared three-way check (``threeway.three_ways``: whole, byte by byte, and with
     ``trailing`` client bytes appended to the last client step), then the exchanges of
     the whole-input run before ``close()`` (the scripts here leave some requests open on
