@@ -129,6 +129,7 @@ class Agent:
         self._capture_thread: threading.Thread | None = None
         self._heartbeat_thread: threading.Thread | None = None
         self._http: ThreadingHTTPServer | None = None
+        self._block_timeout = 0.1
         self.capture_errors = 0
         self.heartbeats_sent = 0
         self.started = 0.0
@@ -137,6 +138,7 @@ class Agent:
     def start(self) -> Agent:
         s = self.settings
         ring = RingConfig(interface=s.interface, block_size=1 << 18, block_count=4 * s.ring_mb)
+        self._block_timeout = ring.block_timeout_ms / 1000
         if self.pool is not None:
             self.source_reason = f"{s.capture}: {s.workers} worker processes (PACKET_FANOUT_HASH)"
             self.pool.start()
@@ -218,11 +220,17 @@ class Agent:
         take = self.pipeline.take
         advance = self.pipeline.advance
         add = self.shipper.add
+        caught_up = self.pipeline.caught_up
+        # a partly filled ring block reaches us at most this late (see RingConfig)
+        lag = self._block_timeout
         next_advance = 0.0
         while not self._stop.is_set():
             try:
+                before = time.time()
                 n = dispatch(feed, 0.1)
                 now = time.time()
+                if n == 0:  # found empty: every frame stamped before `before - lag` is in
+                    caught_up(before - lag)
                 if n == 0 or now >= next_advance:
                     advance(now)  # time-outs while traffic is quiet
                     next_advance = now + 0.5

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import importlib
+import ipaddress
 import math
 import os
 import struct
@@ -212,6 +213,7 @@ class Pipeline:
         self._pending_total = 0
         self._max_pending_total = max(DETECT_MAX_PENDING, s.max_total_bytes // 4)
         self._now = 0.0
+        self._caught_up = 0.0
         self._sweep_every = max(0.05, min(1.0, s.response_timeout / 4, s.idle_timeout / 4))
         self._next_sweep = 0.0
         self._redact = s.redact
@@ -291,6 +293,28 @@ class Pipeline:
             if flow.parser is not None:
                 self._expire_udp(flow, math.inf)
             self._drop_udp(flow)
+
+    def caught_up(self, ts: float) -> None:
+        """The capture has handed over every frame stamped before ``ts`` (its source was
+        found empty): raises ``watermark`` while no traffic comes."""
+        if ts > self._caught_up:
+            self._caught_up = ts
+
+    @property
+    def watermark(self) -> float:
+        """Capture time up to which frames have been processed: the latest frame's time
+        stamp, or a later ``caught_up`` mark. Readable from another thread."""
+        return max(self._now, self._caught_up)
+
+    def isns(
+        self, client_ip: str, cport: int, server_ip: str, sport: int
+    ) -> tuple[int, int] | None:
+        """(client ISN, server ISN) of a TCP connection seen by this pipeline, open or
+        closed recently (a bounded, time-limited memory in the reassembler), else None.
+        Another thread may ask (e.g. TLS capture naming its entries like the wire's): the
+        answer covers the frames processed up to ``watermark`` read before the call."""
+        packed = ipaddress.ip_address
+        return self._tcp.isns(packed(client_ip).packed, cport, packed(server_ip).packed, sport)
 
     def take(self) -> list[Entry]:
         """The entries completed since the last call."""

@@ -145,8 +145,18 @@ class Reassembler:
         max_total_bytes: int = 128 << 20,
         max_flows: int = 20000,
         hold_timeout: float = 2.0,
+        isn_memory: int = 65536,
+        isn_memory_age: float = 300.0,
     ) -> None:
         self.sink = sink
+        self.isn_memory = isn_memory
+        self.isn_memory_age = isn_memory_age
+        self._recent_isns: OrderedDict[tuple[bytes, int, bytes, int], tuple[int, int, float]] = (
+            OrderedDict()
+        )
+        """(client ip, port, server ip, port) → (client ISN, server ISN, close time) of
+        recently closed connections: at most ``isn_memory``, none older than
+        ``isn_memory_age`` seconds (capture clock) after a later close or sweep."""
         self.hold_timeout = hold_timeout
         self.server_ports = frozenset(server_ports)
         self.idle_timeout = idle_timeout
@@ -533,8 +543,49 @@ class Reassembler:
             closed.move_to_end(k)
         while len(closed) > 4096:
             closed.popitem(last=False)
+        c, s = conn.client, conn.server
+        if c.isn is not None and s.isn is not None:
+            recent = self._recent_isns
+            key = (c.ip, c.port, s.ip, s.port)
+            recent[key] = (c.isn, s.isn, ts)
+            recent.move_to_end(key)
+            self._forget_isns(ts)
         self.counters[reason] += 1
         self.sink.closed(conn, ts)
+
+    def _forget_isns(self, now: float) -> None:
+        recent = self._recent_isns
+        while len(recent) > self.isn_memory:
+            recent.popitem(last=False)
+        limit = now - self.isn_memory_age
+        while recent:
+            first = next(iter(recent.values()))
+            if first[2] >= limit:
+                break
+            recent.popitem(last=False)
+
+    def isns(
+        self, client_ip: bytes, cport: int, server_ip: bytes, sport: int
+    ) -> tuple[int, int] | None:
+        """(client ISN, server ISN) of the connection with these addresses, open or
+        recently closed, when the capture saw both; else None. Single dict reads only, so
+        another thread may ask while the capture thread runs (the answer is as of the last
+        segment processed). Either end's view of client and server is accepted."""
+        half = self.halves.get((client_ip, cport, server_ip, sport))
+        if half is not None:
+            conn = half.conn
+            a, b = conn.client.isn, conn.server.isn
+            if a is not None and b is not None:
+                if conn.client.port == cport and conn.client.ip == client_ip:
+                    return (a, b)
+                return (b, a)
+        done = self._recent_isns.get((client_ip, cport, server_ip, sport))
+        if done is not None:
+            return (done[0], done[1])
+        back = self._recent_isns.get((server_ip, sport, client_ip, cport))
+        if back is not None:
+            return (back[1], back[0])
+        return None
 
     def _evict(self, ts: float) -> None:
         victims = sorted(self.conns, key=lambda c: c.last)[: max(1, len(self.conns) // 8)]
@@ -546,6 +597,7 @@ class Reassembler:
         """Close connections idle for longer than the idle time-out."""
         limit = now - self.idle_timeout
         hold_limit = now - self.hold_timeout
+        self._forget_isns(now)
         for conn in list(self.conns):
             if conn.last < limit:
                 self._close(conn, now, "closed_idle")

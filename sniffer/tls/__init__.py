@@ -54,12 +54,14 @@ def start_for_agent(agent: Any) -> TlsCapture:
     """Start TLS capture wired to a running ``sniffer.agent.Agent``: its targeting, its
     pipeline settings (hints, redaction, pod identities), its packet pipeline's ISNs, and
     its shipper."""
-    from sniffer.tls.capture import TlsCapture, packet_isn_lookup
+    from sniffer.tls.capture import TlsCapture
 
+    wire = agent.pipeline if agent.pool is None else None  # worker processes: not here
     tls = TlsCapture(
         agent.pipeline.settings,
         agent.shipper.add,
-        isn_lookup=packet_isn_lookup(agent.pipeline),
+        isn_lookup=wire.isns if wire is not None else None,
+        wire_clock=(lambda: wire.watermark) if wire is not None else None,
     ).start()
     agent.targeting.on_targets(tls.set_targets)
     return tls

@@ -15,8 +15,13 @@ client, and so on; the bytes go to a ``Pipeline``'s stream interface (the same d
 HTTP/1, HTTP/2, gRPC... parsers and degradation to ``tcp`` entries as captured packets).
 
 Entry ids. ``tcp_entry_id`` needs both ISNs. The packet capture of the same sniffer has
-them for every connection of a targeted pod: they are looked up there (``isn_lookup``),
-waiting up to ``isn_wait`` seconds for the packets to be processed. When the packets
+them for every connection of a targeted pod, open or recently closed: they are looked up
+there (``isn_lookup``, the agent's ``Pipeline.isns``). The entries wait until the packet
+capture has processed its frames up to the stream's first plaintext (``wire_clock``, the
+pipeline's ``watermark``, plus ``isn_slack``): the handshake came before it, so a lookup
+that still finds nothing then means the wire never saw the connection. How late the packet
+capture runs (a loaded node) does not matter; ``isn_wait_max`` bounds the wait should it
+stall. Without a wire clock the entries wait ``isn_wait`` seconds. When the packets
 never show the connection, a stand-in pair is derived from the 4-tuple and the
 connection's first-seen time in this sniffer (stable for both ends on this node, not
 across nodes). Both ends of one connection on this node share one decision. TLS entries
@@ -37,10 +42,8 @@ import socket
 import struct
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import msgspec
 
@@ -83,7 +86,13 @@ class TlsSettings:
     scan_interval: float = 1.0
     """Seconds between /proc scans (new processes, departed pods, closed sockets)."""
     isn_wait: float = 1.5
-    """Seconds entries wait for the packet capture to show their connection's ISNs."""
+    """Without a ``wire_clock``: seconds entries wait for their connection's ISNs."""
+    isn_slack: float = 0.25
+    """With one: how far past a stream's first plaintext the packet capture must have
+    processed frames before the entries give up on the wire's ISNs (time stamps of the
+    two captures may differ a little; frames of several CPUs interleave)."""
+    isn_wait_max: float = 30.0
+    """With one: longest wait (wall clock) should the packet capture stall."""
     max_pending_bytes: int = 1 << 20
     """Plaintext held per stream while its socket is not known yet."""
     unresolved_timeout: float = 5.0
@@ -129,6 +138,7 @@ class TlsCapture:
         on_entries: Callable[[list[Entry]], None],
         *,
         isn_lookup: IsnLookup | None = None,
+        wire_clock: Callable[[], float] | None = None,
         settings: TlsSettings | None = None,
     ) -> None:
         self.settings = settings or TlsSettings()
@@ -147,6 +157,7 @@ class TlsCapture:
         )
         self.on_entries = on_entries
         self.isn_lookup = isn_lookup
+        self.wire_clock = wire_clock
         self.probes: Probes | None = None
         self._lock = threading.Lock()
         self._target_ips: frozenset[str] = frozenset()
@@ -538,12 +549,21 @@ class TlsCapture:
     # --- ids ----------------------------------------------------------------------------
     def _isns(self, st: _Stream, force: bool) -> tuple[int, int] | None:
         ids = self._ids[st.key]
+        s = self.settings
+        # the wire's progress is read before the lookup: what it covers, the lookup sees
+        wire = self.wire_clock() if self.wire_clock is not None else None
         if ids.isns is None and self.isn_lookup is not None:
             found = self.isn_lookup(*st.key)
             if found is not None:
                 ids.isns, ids.source = found, "packets"
                 self.c["isn_from_packets"] += 1
-        if ids.isns is None and (force or time.time() - ids.first > self.settings.isn_wait):
+        if ids.isns is None and not force:
+            waited = time.time() - ids.first
+            if wire is None:
+                force = waited > s.isn_wait
+            else:
+                force = wire >= ids.first + s.isn_slack or waited > s.isn_wait_max
+        if ids.isns is None and force:
             raw = f"{st.key[0]}|{st.key[1]}|{st.key[2]}|{st.key[3]}|{int(ids.first * 1000)}"
             h = hashlib.blake2b(raw.encode(), digest_size=8, person=b"kubeweir-tlsid").digest()
             ids.isns = (int.from_bytes(h[:4], "big"), int.from_bytes(h[4:], "big"))
@@ -581,44 +601,3 @@ class TlsCapture:
             for st in self._parked:
                 self._finalize(st, force)
             self._parked = [st for st in self._parked if st.waiting]
-
-
-def packet_isn_lookup(pipeline: Any, memo_size: int = 65536) -> IsnLookup:
-    """ISNs of connections seen by a packet ``Pipeline`` (the agent's), looked up by
-    4-tuple in its reassembler. A short connection is often opened and closed within one
-    ring block, before the TLS side asks: the ISNs of closed connections are kept in a
-    bounded memo, filled by wrapping the pipeline's ``closed`` (the reassembler's sink
-    call). Lookups run on the TLS thread: single dict reads."""
-    memo: OrderedDict[tuple[bytes, int, bytes, int], tuple[int, int]] = OrderedDict()
-    inner = pipeline.closed
-
-    def closed(conn: Any, ts: float) -> None:
-        c, s = conn.client, conn.server
-        if c.isn is not None and s.isn is not None:
-            memo[(c.ip, c.port, s.ip, s.port)] = (c.isn, s.isn)
-            if len(memo) > memo_size:
-                memo.popitem(last=False)
-        inner(conn, ts)
-
-    pipeline.closed = closed
-
-    def lookup(cip: str, cport: int, sip: str, sport: int) -> tuple[int, int] | None:
-        c, s = _ip_bytes(cip), _ip_bytes(sip)
-        done = memo.get((c, cport, s, sport))
-        if done is not None:
-            return done
-        back = memo.get((s, sport, c, cport))
-        if back is not None:
-            return (back[1], back[0])
-        halves = pipeline._tcp.halves
-        half = halves.get((c, cport, s, sport)) or halves.get((s, sport, c, cport))
-        if half is None:
-            return None
-        conn = half.conn
-        if conn.client.isn is None or conn.server.isn is None:
-            return None
-        if conn.client.port == cport:
-            return (conn.client.isn, conn.server.isn)
-        return (conn.server.isn, conn.client.isn)
-
-    return lookup
