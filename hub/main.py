@@ -21,6 +21,7 @@ from hub.api.routes import (
     query,
     saml,
     stats,
+    targeting,
     tokens,
 )
 from hub.api.routes import stream as stream_routes
@@ -137,7 +138,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.include_router(health.router)
     app.include_router(auth.router)
     app.include_router(saml.router)
-    for module in (ingest, entries, stats, query, me, export, tokens, audit):
+    for module in (ingest, entries, stats, query, me, export, tokens, audit, targeting):
         app.include_router(module.router, prefix=API)
     app.include_router(stream_routes.router, prefix=API)
     app.include_router(front.front_router(cfg.front_dist or _DEFAULT_DIST))

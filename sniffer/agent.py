@@ -263,10 +263,23 @@ class Agent:
                     )
                     if r.status_code < 300:
                         self.heartbeats_sent += 1
+                        self.apply_heartbeat_answer(r.json())
                     else:
                         log.warning("heartbeat refused (%d): %s", r.status_code, r.text[:200])
-                except httpx.HTTPError as exc:
+                except (httpx.HTTPError, ValueError) as exc:
                     log.debug("heartbeat failed: %s", exc)
+
+    def apply_heartbeat_answer(self, answer: Any) -> bool:
+        """Apply the hub's targeting rules carried by a heartbeat answer (hub rules take
+        precedence over the rules file while the hub has some: version > 0)."""
+        if not isinstance(answer, dict) or "targeting_version" not in answer:
+            return False  # an older hub: the rules file stays in charge
+        version = answer.get("targeting_version")
+        rules = answer.get("targeting")
+        if not isinstance(version, int) or (rules is not None and not isinstance(rules, dict)):
+            log.warning("heartbeat answer with malformed targeting: %r", answer)
+            return False
+        return self.targeting.apply_hub_rules(rules, version)
 
     # --- status ----------------------------------------------------------------------
     def source_stats(self) -> dict[str, int]:

@@ -336,6 +336,10 @@ class Targeting:
             rules = Rules.load(rules_path)  # a bad file at start is fatal, with the reason
             self._mtime = rules_path.stat().st_mtime
         self.rules = rules or Rules()
+        self.file_rules = self.rules
+        """The rules from the file (or the constructor): in force while the hub has none."""
+        self.hub_version = 0
+        """Version of the hub's rules in force (0: none, the file's rules apply)."""
 
     # --- inputs ------------------------------------------------------------------------
     def on_targets(self, listener: TargetsListener) -> None:
@@ -391,9 +395,39 @@ class Targeting:
             log.error("targeting rules not applied, previous rules stay: %s", exc)
             return False
         self.rules_error = ""
+        with self._lock:
+            self.file_rules = rules
+            if self.hub_version > 0:
+                log.info("targeting rules file %s changed; the hub's rules stay in force",
+                         self.rules_path)  # fmt: skip
+                return False
         log.info("targeting rules reloaded from %s", self.rules_path)
         self.set_rules(rules)
         return True
+
+    def apply_hub_rules(self, data: Mapping[str, Any] | None, version: int) -> bool:
+        """Apply the rules the hub sent with its heartbeat answer: with ``version`` > 0
+        they take precedence over the file's; 0 returns to the file's rules. True when
+        the rules in force changed. Bad rules keep the previous ones (reported)."""
+        with self._lock:
+            if version == self.hub_version:
+                return False
+            if version <= 0:
+                log.info("the hub has no targeting rules: back to the file's")
+                self.hub_version = 0
+                self.set_rules(self.file_rules)
+                return True
+            try:
+                rules = Rules.from_mapping(data)
+            except RulesError as exc:
+                self.rules_error = f"hub rules v{version}: {exc}"
+                log.error("hub targeting rules not applied, previous rules stay: %s", exc)
+                return False
+            self.rules_error = ""
+            self.hub_version = version
+            log.info("targeting rules v%d from the hub applied", version)
+            self.set_rules(rules)
+            return True
 
     # --- outputs -----------------------------------------------------------------------
     def endpoint_info(self, ip: str) -> dict[str, Any]:
@@ -416,6 +450,7 @@ class Targeting:
                     for p in self.untargetable
                 ],
                 "rules_error": self.rules_error,
+                "rules_source": f"hub v{self.hub_version}" if self.hub_version else "file",
             }
 
     def _recompute(self) -> None:

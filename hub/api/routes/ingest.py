@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import time
 import zlib
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import zstandard
@@ -22,6 +22,7 @@ from hub.api.deps import (
     get_metrics,
     get_sniffers,
 )
+from hub.api.routes.targeting import TargetingState, get_targeting
 from hub.core.config import Settings
 from hub.enrich import Enricher
 from hub.metrics import HubMetrics
@@ -208,6 +209,10 @@ async def ingest(
 
 class HeartbeatResponse(BaseModel):
     ok: bool = True
+    targeting_version: int = 0
+    """Version of the hub's targeting rules; 0: none set (the sniffer keeps its file's)."""
+    targeting: dict[str, Any] | None = None
+    """The hub's targeting rules, applied by the sniffer over its rules file."""
 
 
 @router.post("/sniffers/heartbeat", response_model=HeartbeatResponse, summary="Sniffer status")
@@ -215,7 +220,10 @@ def heartbeat(
     hb: Heartbeat,
     sniffer: SnifferCredential,
     sniffers: Annotated[SnifferRegistry, Depends(get_sniffers)],
+    targeting: Annotated[TargetingState, Depends(get_targeting)],
 ) -> HeartbeatResponse:
-    """A sniffer reports its node, kernel drops, spool size and number of targets."""
+    """A sniffer reports its node, kernel drops, spool size and number of targets; the
+    answer carries the hub's targeting rules (see ``/api/v1/targeting``)."""
     sniffers.heartbeat(hb)
-    return HeartbeatResponse()
+    current = targeting.snapshot()
+    return HeartbeatResponse(targeting_version=current["version"], targeting=current["rules"])
