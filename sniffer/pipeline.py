@@ -35,6 +35,7 @@ from sniffer.parsers.base import (
     Exchange,
     ParseError,
     ParserLimits,
+    Switch,
 )
 from sniffer.parsers.registry import DatagramProtocol, StreamProtocol, Verdict
 from sniffer.reassembly import Connection, Reassembler
@@ -160,6 +161,7 @@ class Pipeline:
             stream_protocols = st if stream_protocols is None else stream_protocols
             datagram_protocols = dg if datagram_protocols is None else datagram_protocols
         self._stream = list(stream_protocols)
+        self._stream_by_name = {p.name: p for p in self._stream}
         self._dgram = list(datagram_protocols)
         by_name: dict[str, Any] = {p.name: p for p in self._dgram}
         by_name.update({p.name: p for p in self._stream})
@@ -209,6 +211,7 @@ class Pipeline:
             "bound_udp_flows": 0,
             "bound_detect_bytes": 0,
             "roles_swapped": 0,
+            "protocol_switches": 0,
         }
         self._pending_total = 0
         self._max_pending_total = max(DETECT_MAX_PENDING, s.max_total_bytes // 4)
@@ -384,6 +387,8 @@ class Pipeline:
                 return
             if done:
                 self._emit(conn, done)
+            if parser.switch is not None:
+                self._switch(conn, parser.switch)
         elif st == _RAW:
             if (
                 direction == CLIENT
@@ -540,6 +545,35 @@ class Pipeline:
         conn.expire = getattr(conn.parser, "expire", None)
         conn.state = _PARSE
         self._replay(conn)
+
+    def _switch(self, conn: Connection, switch: Switch) -> None:
+        """The parser says the connection switched protocol (HTTP/1 ``101`` to ``h2c``):
+        its exchanges are out; a fresh parser of the new protocol adopts the connection
+        and gets the leftover bytes, then everything after them. Entry ids and indexes
+        go on counting on the connection. Unknown protocol: the old parser stays."""
+        proto = self._stream_by_name.get(switch.proto)
+        if proto is None:
+            return
+        old = conn.parser
+        try:
+            old.close(switch.ts)
+            done = old.take()
+            parser = proto.factory(self.limits)
+            parser.adopt(switch)
+        except Exception as exc:
+            if not isinstance(exc, ParseError):
+                self._c["parser_bugs"] += 1
+            self._degrade(conn, exc)
+            return
+        if done:
+            self._emit(conn, done)
+        self._c["protocol_switches"] += 1
+        conn.proto = proto
+        conn.parser = parser
+        conn.expire = getattr(parser, "expire", None)
+        for d in (CLIENT, SERVER):
+            if switch.leftover[d] and conn.state == _PARSE:
+                self.data(conn, d, switch.leftover[d], switch.ts)
 
     def _replay(self, conn: Connection) -> None:
         pending = conn.pending or []

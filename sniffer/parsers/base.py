@@ -21,6 +21,7 @@ __all__ = [
     "ParseError",
     "ParserLimits",
     "StreamParser",
+    "Switch",
 ]
 
 
@@ -76,11 +77,33 @@ class Exchange:
     """Datagram protocols: the transaction id used for the deterministic entry id."""
 
 
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """The connection switched protocol (e.g. HTTP/1 ``101 Switching Protocols`` to
+    ``h2c``): the rest of it belongs to a fresh parser of another protocol."""
+
+    proto: str
+    """Registry name of the protocol the connection speaks from now on."""
+    leftover: tuple[bytes, bytes]
+    """Bytes (client, server) already fed that belong to the new protocol."""
+    ts: float
+    """Capture time of the switch (the leftover bytes are fed with it)."""
+    handover: dict[str, Any] = field(default_factory=dict)
+    """What the new parser carries over (see its ``adopt``), e.g. the HTTP/1 request
+    that became HTTP/2 stream 1."""
+
+
 class StreamParser(ABC):
     """A parser for one TCP connection, both directions."""
 
     proto: ClassVar[str]
     """The ``proto`` of the entries it makes."""
+    switch: Switch | None = None
+    """Set once the connection switched to another protocol. The pipeline then takes the
+    exchanges, closes this parser, makes one of ``switch.proto``, calls its ``adopt`` and
+    feeds it the leftover bytes and everything after them. A pipeline that does not know
+    that protocol keeps this parser, which must then go on consuming (e.g. counting) the
+    bytes."""
 
     def __init__(self, limits: ParserLimits | None = None) -> None:
         self.limits = limits or ParserLimits()
@@ -103,6 +126,11 @@ class StreamParser(ABC):
     @abstractmethod
     def take(self) -> list[Exchange]:
         """The exchanges completed since the last call, in request order."""
+
+    def adopt(self, switch: Switch) -> None:
+        """Start on a connection that switched to this protocol (before the leftover
+        bytes are fed). The default carries nothing over."""
+        return None
 
 
 class DatagramParser(ABC):

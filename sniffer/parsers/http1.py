@@ -17,7 +17,8 @@ Entry fields (``proto="http"``):
 - response: ``status``, ``reason``, ``version``, ``headers``, the same body fields,
   ``upgrade`` (the protocol switched to, e.g. ``websocket``, ``h2c``, ``tcp``; ``CONNECT``
   for a tunnel) when the connection stopped speaking HTTP after it, and ``informational``
-  (the 1xx statuses that came before it, e.g. ``[100]``).
+  (the 1xx statuses that came before it, e.g. ``[100]``). After a 101 to ``h2c`` the
+  connection is handed to the HTTP/2 parser (``SWITCH_TO``, ``StreamParser.switch``).
 - error: ``incomplete request`` (the connection ended inside a request head; the
   request-line, if whole, fills the request, and ``head_preview`` keeps the first bytes),
   ``no response`` (none before the connection ended or the time-out, see
@@ -48,10 +49,14 @@ from sniffer.parsers._http_reader import (
     _Msg,
 )
 from sniffer.parsers._http_wire import detect, parse_fields, split_target
-from sniffer.parsers.base import Direction, Exchange, ParseError, ParserLimits
+from sniffer.parsers.base import Direction, Exchange, ParseError, ParserLimits, Switch
 from sniffer.parsers.registry import StreamProtocol
 
-__all__ = ["HttpParser", "PROTOCOL", "PROTOCOL_FIELDS", "detect"]
+__all__ = ["HttpParser", "PROTOCOL", "PROTOCOL_FIELDS", "SWITCH_TO", "detect"]
+
+SWITCH_TO: dict[str, str] = {"h2c": "http2"}
+"""``Upgrade`` token (lower-case) → the protocol whose parser takes the connection over
+after a ``101 Switching Protocols``; other tokens (``websocket``...) stay a counted tunnel."""
 
 PROTOCOL_FIELDS: dict[str, tuple[str, ...]] = {
     "request": (
@@ -531,12 +536,33 @@ class HttpParser(HttpReader):
         self._finish(msg.req, msg, ts, "")
         req = msg.req
         if msg.upgrade:
+            self._offer_switch(msg, ts)
             self._to_tunnel(self._server)
             self._to_tunnel(self._client)
         elif req is not None and req.upgrade and self._client.state == _PAUSED:
             # the server declined the switch: the client's bytes are HTTP after all
             self._client.state = _HEAD
             self._run(self._client, ts)
+
+    def _offer_switch(self, resp: _Msg, ts: float) -> None:
+        """A ``101`` to a protocol the sniffer parses (``SWITCH_TO``): hand the rest of
+        the connection over (``StreamParser.switch``) with the bytes after the 101 and
+        after the request, and the request itself (RFC 7540 §3.2: it becomes stream 1).
+        The bytes are still counted as tunnel bytes here, for a pipeline without that
+        protocol. A client still inside its request body keeps the plain tunnel."""
+        fields = resp.fields
+        if fields is None or fields.get("status") != 101:
+            return
+        proto = SWITCH_TO.get(str(fields.get("upgrade", "")).strip().lower())
+        cli, srv = self._client, self._server
+        if proto is None or cli.msg is not None or cli.state not in (_PAUSED, _HEAD):
+            return
+        handover: dict[str, Any] = {}
+        req = resp.req
+        if req is not None and not req.lost and req.fields is not None:
+            handover = {"request": req.fields, "request_ts": req.ts, "upgrade": fields["upgrade"]}
+        leftover = (bytes(cli.buf[cli.pos :]), bytes(srv.buf[srv.pos :]))
+        self.switch = Switch(proto, leftover, ts, handover)
 
     def _seal(self, msg: _Msg) -> None:
         """Write the body fields into the message's map (once). The map was made with

@@ -21,9 +21,13 @@ WINDOW_UPDATE and PRIORITY are read and not entries. One HPACK decoder per direc
 mid-connection is followed from the first plausible frame header; after a lost segment
 the parser re-synchronises at the next segment that starts with a plausible frame.
 
-``Upgrade: h2c`` (RFC 7540 §3.2) is not taken over from the HTTP/1 parser: it reports the
-switch (``upgrade: h2c``) and the tunnelled bytes stay with it. h2c with prior knowledge
-(the preface) is recognised here, as is a server's opening SETTINGS frame.
+``Upgrade: h2c`` (RFC 7540 §3.2): the HTTP/1 parser reports the ``101`` as an
+``http`` entry (``upgrade: h2c``) and hands the connection over (``StreamParser.switch``);
+``adopt`` takes the upgrade request as stream 1, half-closed by the client, and applies its
+``HTTP2-Settings``. Stream 1's entry has the HTTP/1 request's fields (``version``
+``HTTP/1.1``, ``headers`` as sent, ``scheme`` ``http``, ``authority`` from ``Host``,
+``upgrade`` ``h2c``) and the HTTP/2 response. h2c with prior knowledge (the preface) is
+recognised here, as is a server's opening SETTINGS frame.
 
 For field names in gRPC messages, build the protocol with ``make_protocol(schemas)``
 (a ``ProtoSchemas`` from a FileDescriptorSet) instead of the default ``PROTOCOL``.
@@ -31,6 +35,7 @@ For field names in gRPC messages, build the protocol with ``make_protocol(schema
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 from dataclasses import dataclass, field
@@ -41,7 +46,14 @@ import hpack
 from hpack.exceptions import HPACKError
 
 from sniffer.parsers._http_body import BodySink
-from sniffer.parsers.base import Direction, Exchange, ParseError, ParserLimits, StreamParser
+from sniffer.parsers.base import (
+    Direction,
+    Exchange,
+    ParseError,
+    ParserLimits,
+    StreamParser,
+    Switch,
+)
 from sniffer.parsers.grpc import STATUS_NAMES, GrpcBody, split_path
 from sniffer.parsers.protobuf import ProtoSchemas
 from sniffer.parsers.registry import StreamProtocol, Verdict
@@ -146,6 +158,8 @@ class _Stream:
     sides: tuple[_Side, _Side] = field(default_factory=lambda: (_Side(), _Side()))
     reset: str = ""
     gaps: int = 0
+    upgraded: dict[str, Any] | None = None
+    """Stream 1 of an ``Upgrade: h2c`` connection: the HTTP/1 request's fields."""
 
 
 @dataclass(slots=True)
@@ -307,12 +321,7 @@ class Http2Parser(StreamParser):
                 self._finish(s, ts)
         elif t == SETTINGS:
             self.counters["settings"] += 1
-            if len(payload) % 6:
-                raise ParseError("http2: SETTINGS length")
-            for i in range(0, len(payload), 6):
-                ident, value = _SETTING.unpack_from(payload, i)
-                if ident == 1:  # SETTINGS_HEADER_TABLE_SIZE bounds the peer's encoder
-                    self._hpack[d.other].max_allowed_table_size = min(value, 1 << 20)
+            self._settings(d, payload)
         elif t == PING:
             self.counters["ping"] += 1
         elif t == GOAWAY:
@@ -327,6 +336,38 @@ class Http2Parser(StreamParser):
         elif t == WINDOW_UPDATE:
             self.counters["window_update"] += 1
         # PRIORITY and unknown frame types carry nothing for entries (§5.5: ignore)
+
+    def _settings(self, d: Direction, payload: bytes) -> None:
+        if len(payload) % 6:
+            raise ParseError("http2: SETTINGS length")
+        for i in range(0, len(payload), 6):
+            ident, value = _SETTING.unpack_from(payload, i)
+            if ident == 1:  # SETTINGS_HEADER_TABLE_SIZE bounds the peer's encoder
+                self._hpack[d.other].max_allowed_table_size = min(value, 1 << 20)
+
+    def adopt(self, switch: Switch) -> None:
+        """The connection switched from HTTP/1 (``Upgrade: h2c``, RFC 7540 §3.2): the
+        upgrade request is stream 1, already half-closed by the client; its
+        ``HTTP2-Settings`` (base64url SETTINGS payload) applies as the client's first
+        SETTINGS. The client's preface follows; the server starts with frames."""
+        request = switch.handover.get("request")
+        if not isinstance(request, dict):
+            return  # the request was not captured: stream 1 shows up as a lone response
+        s = self._stream(1)
+        s.upgraded = request
+        cq = s.sides[Direction.CLIENT]
+        ts = switch.handover.get("request_ts")
+        cq.ts = ts if isinstance(ts, float) else switch.ts
+        cq.end_ts = switch.ts
+        cq.ended = True
+        headers = request.get("headers")
+        raw = headers.get("http2-settings", "") if isinstance(headers, dict) else ""
+        if raw:
+            try:
+                payload = base64.urlsafe_b64decode(raw.strip() + "=" * (-len(raw.strip()) % 4))
+                self._settings(Direction.CLIENT, payload)
+            except (ValueError, ParseError):
+                pass  # only a bound on the server's HPACK table; the frames still decode
 
     @staticmethod
     def _unpad(flags: int, payload: bytes) -> bytes:
@@ -481,7 +522,13 @@ class Http2Parser(StreamParser):
             return
         grpc = cq.grpc is not None or sr.grpc is not None
         proto = "grpc" if grpc else "http2"
-        req = self._fields(cq, request=True)
+        if s.upgraded is not None:
+            req = dict(s.upgraded)
+            req["scheme"] = "http"
+            req["authority"] = str(req.get("host", ""))
+            req["upgrade"] = "h2c"
+        else:
+            req = self._fields(cq, request=True)
         resp = self._fields(sr, request=False) if sr.ts is not None else {}
         req["stream_id"] = s.sid
         if grpc:
