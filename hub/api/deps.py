@@ -20,7 +20,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from hub.auth.service import AuthService
 from hub.core.config import Settings, get_settings
 from hub.core.security import ingest_token_ok
-from hub.scope import Viewer, in_scope, scope_clause
+from hub.scope import VIEW_BODIES, Viewer, in_scope, scope_clause
 from hub.storage.base import Storage
 
 if TYPE_CHECKING:
@@ -190,6 +190,12 @@ def query_error(exc: Exception) -> HTTPException:
     return HTTPException(status.HTTP_400_BAD_REQUEST, detail=body)
 
 
+WITHHELD_FIELDS = frozenset(
+    {"request.body", "response.body", "request.headers", "response.headers"}
+)
+"""Fields withheld from viewers without ``view-bodies``: they may not filter on them."""
+
+
 def compile_filter(
     viewer: Viewer,
     table: sa.Table,
@@ -216,6 +222,18 @@ def compile_filter(
             conds.append(compiled.where(table, now))
         except QueryError as exc:
             raise query_error(exc) from exc
+        withheld = compiled.fields_used & WITHHELD_FIELDS
+        if withheld and not viewer.may(VIEW_BODIES):
+            # A filter on a withheld value would reveal it one match at a time.
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail={
+                    "message": f"filtering on {', '.join(sorted(withheld))} needs the "
+                    "view-bodies permission",
+                    "position": 0,
+                    "hint": "",
+                },
+            )
         predicate = compiled.matches
     return EntryFilter(viewer, q, sa.and_(*conds), start, end, predicate)
 

@@ -323,3 +323,22 @@ def test_queries_and_exports_are_audited(hub: Hub) -> None:
     actions = {(r["action"], r["detail"].get("q", "")) for r in records}
     assert ("query", "http") in actions and ("export", "") in actions
     assert browser.get("/api/v1/audit").status_code == 403, "admins only"
+
+
+def test_viewers_without_view_bodies_cannot_filter_on_withheld_values(tmp_path: Path) -> None:
+    """Without view-bodies, bodies and headers are withheld; a filter on them would reveal
+    them one match at a time, so it is refused (for history and for the live stream)."""
+    pair = make_pair(tmp_path, public_url=BASE)
+    roles = {
+        "roles": {"peek": {"namespaces": ["team-a"]}},
+        "group_roles": {"peekers": ["peek"]},
+    }
+    app = create_app(_settings(pair, **roles))
+    with TestClient(app, base_url=BASE) as c:
+        hub = Hub(app, pair, c, {})
+        browser = saml_login(hub, "eve", ("peekers",))
+        for q in ('request.body.contains("secret")', 'request.headers["authorization"] != ""',
+                  'response.body.matches("card")'):  # fmt: skip
+            r = browser.get("/api/v1/entries", params={"q": q})
+            assert r.status_code == 403 and "view-bodies" in r.json()["detail"]["message"], q
+        assert browser.get("/api/v1/entries", params={"q": "http"}).status_code == 200
