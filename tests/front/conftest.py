@@ -36,6 +36,7 @@ VIEWERS: dict[str, dict[str, Any]] = {
     "tok-bob": {"name": "bob", "namespaces": ["shop"], "permissions": ["view-bodies", "export"]},
     "tok-carol": {"name": "carol", "namespaces": [], "permissions": []},
     "tok-dave": {"name": "dave", "namespaces": ["shop"], "permissions": []},
+    "tok-erin": {"name": "erin", "namespaces": ["*"], "permissions": ["admin"]},
 }
 
 

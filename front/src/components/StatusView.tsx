@@ -7,6 +7,7 @@ import { targetNames } from "../lib/format";
 import type { StatusAnswer, Whoami } from "../lib/types";
 import { parseTime } from "../lib/url";
 import { ErrorState, Loading } from "./States";
+import { TargetingRulesCard } from "./TargetingRules";
 
 const PERMISSIONS: [string, string][] = [
   ["view-bodies", "see headers and bodies"],
@@ -93,10 +94,7 @@ export function StatusView({ me }: { me: Whoami }) {
       </section>
       <section className="card" data-testid="targets">
         <h2>Targeted pods</h2>
-        <p className="muted">
-          Read-only: the hub has no API to change targeting rules yet; change them in the sniffer's
-          configuration (Helm values) for now.
-        </p>
+        <TargetingRulesCard me={me} />
         {status ? (
           (() => {
             const all = status.sniffers.flatMap((s) => targetNames(s.targets).map((t) => [s.node, t] as const));

@@ -59,6 +59,8 @@ export interface Whoami {
   name: string;
   namespaces: string[];
   permissions: string[];
+  /** Echo in X-CSRF-Token on state-changing requests (session logins). */
+  csrf?: string | null;
 }
 
 export interface SnifferStatus {
