@@ -50,10 +50,14 @@ export function apiUrl(path: string, params: Params = {}): string {
 }
 
 export async function getJson<T>(path: string, params: Params = {}, signal?: AbortSignal): Promise<T> {
-  const url = apiUrl(path, params);
+  return sendJson<T>(apiUrl(path, params), { headers: { Accept: "application/json" }, signal }, path);
+}
+
+/** Any JSON request to the hub; a failure becomes an ApiError with the hub's detail. */
+export async function sendJson<T>(url: string, init: RequestInit, path: string = url): Promise<T> {
   let res: Response;
   try {
-    res = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" }, signal });
+    res = await fetch(url, { credentials: "same-origin", ...init });
   } catch (err) {
     if ((err as Error).name === "AbortError") throw err;
     throw new ApiError(0, `the hub did not answer (${(err as Error).message})`, path);

@@ -1,6 +1,6 @@
 /** The hub's pod targeting rules: `GET`/`PUT /api/v1/targeting`. */
 
-import { ApiError, getJson } from "./api";
+import { getJson, sendJson } from "./api";
 
 export interface TargetingRules {
   namespaces: string[];
@@ -33,21 +33,5 @@ export async function putTargeting(rules: TargetingRules, csrf: string | null | 
   const path = "/api/v1/targeting";
   const headers: Record<string, string> = { Accept: "application/json", "Content-Type": "application/json" };
   if (csrf) headers["X-CSRF-Token"] = csrf;
-  let res: Response;
-  try {
-    res = await fetch(path, { method: "PUT", credentials: "same-origin", headers, body: JSON.stringify(rules) });
-  } catch (err) {
-    throw new ApiError(0, `the hub did not answer (${(err as Error).message})`, path);
-  }
-  if (!res.ok) {
-    let detail: unknown = res.statusText;
-    try {
-      const body = (await res.json()) as { detail?: unknown };
-      detail = body.detail ?? body;
-    } catch {
-      /* not JSON: keep the status text */
-    }
-    throw new ApiError(res.status, detail, path);
-  }
-  return (await res.json()) as TargetingAnswer;
+  return sendJson<TargetingAnswer>(path, { method: "PUT", headers, body: JSON.stringify(rules) });
 }
