@@ -25,71 +25,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from array import array
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import hpack
 
-_ETH_IP = b"\x02\x00\x00\x00\x00\x02\x02\x00\x00\x00\x00\x01\x08\x00"
-_IPH = struct.Struct("!BBHHHBBH4s4s")
-_TCPH = struct.Struct("!HHIIBBHHH")
-_REC = struct.Struct("<IIII")
+from kubeweir.pcapgen import FastTcpWriter
 
 Conversation = list[tuple[bool, bytes]]
 """(from client, bytes) in order, for one connection."""
 
 
-def _csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(array("H", data))
-    s = (s & 0xFFFF) + (s >> 16)
-    s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
-
 def write_capture(path: Path, port: int, conns: list[Conversation], mss: int = 1448) -> None:
     """Interleave the connections message by message (round-robin) into one pcap."""
-    t = 1_700_000_000.0
-    ipid = 0
-    state = []
-    for c in range(len(conns)):
-        cip = bytes([10, 1, (c >> 8) & 255, c & 255])
-        state.append([cip, bytes([10, 2, 0, 1]), 30000 + c, port, 1_000_000 + c * 7919,
-                      2_000_000 + c * 104729])  # fmt: skip
-
     with path.open("wb", buffering=1 << 20) as f:
-
-        def seg(cn: list[Any], from_client: bool, flags: int, payload: bytes) -> None:
-            nonlocal t, ipid
-            cip, sip, cport, sport, cseq, sseq = cn
-            if from_client:
-                src, dst, sp, dp, seq, ack = cip, sip, cport, sport, cseq, sseq
-            else:
-                src, dst, sp, dp, seq, ack = sip, cip, sport, cport, sseq, cseq
-            ipid = (ipid + 1) & 0xFFFF
-            tcp = _TCPH.pack(sp, dp, seq, ack, 5 << 4, flags, 65535, 0, 0)
-            pseudo = src + dst + struct.pack("!BBH", 0, 6, 20 + len(payload))
-            tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp + payload)) + tcp[18:]
-            iph = _IPH.pack(0x45, 0, 40 + len(payload), ipid, 0x4000, 64, 6, 0, src, dst)
-            iph = iph[:10] + struct.pack("!H", _csum(iph)) + iph[12:]
-            fr = _ETH_IP + iph + tcp + payload
-            sec = int(t)
-            f.write(_REC.pack(sec, int((t - sec) * 1e6), len(fr), len(fr)) + fr)
-            t += 0.00001
-            adv = len(payload) + (1 if flags & 0x03 else 0)
-            if from_client:
-                cn[4] = (cseq + adv) & 0xFFFFFFFF
-            else:
-                cn[5] = (sseq + adv) & 0xFFFFFFFF
-
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        for cn in state:
-            seg(cn, True, 0x02, b"")
-            seg(cn, False, 0x12, b"")
-            seg(cn, True, 0x10, b"")
+        w = FastTcpWriter(f, port, len(conns), 1_700_000_000.0)
+        w.open_all()
         iters = [iter(c) for c in conns]
         live = list(range(len(conns)))
         while live:
@@ -100,12 +51,9 @@ def write_capture(path: Path, port: int, conns: list[Conversation], mss: int = 1
                     continue
                 client, data = item
                 for k in range(0, len(data), mss):
-                    seg(state[i], client, 0x18, data[k : k + mss])
-                seg(state[i], not client, 0x10, b"")
-        for cn in state:
-            seg(cn, True, 0x11, b"")
-            seg(cn, False, 0x11, b"")
-            seg(cn, True, 0x10, b"")
+                    w.send(i, client, 0x18, data[k : k + mss])
+                w.send(i, not client, 0x10)
+        w.close_all()
 
 
 # -- conversations (n exchanges on one connection) --

@@ -406,6 +406,62 @@ def _csum(data: bytes) -> int:
     return ~s & 0xFFFF
 
 
+class FastTcpWriter:
+    """Writes TCP conversations (Ethernet, IPv4, correct checksums) to a pcap with
+    precompiled structs, for captures too big to build with scapy: ~1 s per 50k exchanges.
+
+    Connections are numbered; each has a handshake when opened and a FIN exchange when
+    closed, and ``send`` writes one segment advancing that side's sequence number."""
+
+    def __init__(self, f: Any, port: int, connections: int, t0: float = T0) -> None:
+        self.f = f
+        self.t = t0
+        self.ipid = 0
+        self.conns: list[list[Any]] = []
+        for c in range(connections):
+            cip = bytes([10, 1, (c >> 8) & 255, c & 255])
+            sip = bytes([10, 2, 0, 1])
+            self.conns.append(
+                [cip, sip, 30000 + c, port, 1_000_000 + c * 7919, 2_000_000 + c * 104729]
+            )
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
+
+    def send(self, c: int, from_client: bool, flags: int, payload: bytes = b"") -> None:
+        cn = self.conns[c]
+        cip, sip, cport, sport, cseq, sseq = cn
+        if from_client:
+            src, dst, sp, dp, seq, ack = cip, sip, cport, sport, cseq, sseq
+        else:
+            src, dst, sp, dp, seq, ack = sip, cip, sport, cport, sseq, cseq
+        self.ipid = (self.ipid + 1) & 0xFFFF
+        tcp = _TCPH.pack(sp, dp, seq, ack, 5 << 4, flags, 65535, 0, 0)
+        pseudo = src + dst + struct.pack("!BBH", 0, 6, 20 + len(payload))
+        tcp = tcp[:16] + struct.pack("!H", _csum(pseudo + tcp + payload)) + tcp[18:]
+        iph = _IPH.pack(0x45, 0, 40 + len(payload), self.ipid, 0x4000, 64, 6, 0, src, dst)
+        iph = iph[:10] + struct.pack("!H", _csum(iph)) + iph[12:]
+        fr = _ETH_IP + iph + tcp + payload
+        sec = int(self.t)
+        self.f.write(_REC.pack(sec, int((self.t - sec) * 1e6), len(fr), len(fr)) + fr)
+        self.t += 0.00001
+        adv = len(payload) + (1 if flags & 0x03 else 0)
+        if from_client:
+            cn[4] = (cseq + adv) & 0xFFFFFFFF
+        else:
+            cn[5] = (sseq + adv) & 0xFFFFFFFF
+
+    def open_all(self) -> None:
+        for c in range(len(self.conns)):
+            self.send(c, True, 0x02)
+            self.send(c, False, 0x12)
+            self.send(c, True, 0x10)
+
+    def close_all(self) -> None:
+        for c in range(len(self.conns)):
+            self.send(c, True, 0x11)
+            self.send(c, False, 0x11)
+            self.send(c, True, 0x10)
+
+
 def write_http_benchmark(
     path: str | Path,
     exchanges: int,
@@ -420,47 +476,12 @@ def write_http_benchmark(
     handshake and a FIN. Every exchange is a request segment, response segment(s) of
     ``body_size`` JSON bytes, and a pure ACK. Written with struct: ~1 s per 50k exchanges."""
     path = Path(path)
-    conns = []
-    for c in range(connections):
-        cip = bytes([10, 1, (c >> 8) & 255, c & 255])
-        sip = bytes([10, 2, 0, 1])
-        conns.append([cip, sip, 30000 + c, 80, 1_000_000 + c * 7919, 2_000_000 + c * 104729])
-    t = t0
-    ipid = 0
     pad = b"x" * max(0, body_size - 24)
-
-    def seg(f: Any, cn: list[Any], from_client: bool, flags: int, payload: bytes) -> None:
-        nonlocal t, ipid
-        cip, sip, cport, sport, cseq, sseq = cn
-        if from_client:
-            src, dst, sp, dp, seq, ack = cip, sip, cport, sport, cseq, sseq
-        else:
-            src, dst, sp, dp, seq, ack = sip, cip, sport, cport, sseq, cseq
-        ipid = (ipid + 1) & 0xFFFF
-        tcp = _TCPH.pack(sp, dp, seq, ack, 5 << 4, flags, 65535, 0, 0)
-        pseudo = src + dst + struct.pack("!BBH", 0, 6, 20 + len(payload))
-        cs = _csum(pseudo + tcp + payload)
-        tcp = tcp[:16] + struct.pack("!H", cs) + tcp[18:]
-        iph = _IPH.pack(0x45, 0, 40 + len(payload), ipid, 0x4000, 64, 6, 0, src, dst)
-        iph = iph[:10] + struct.pack("!H", _csum(iph)) + iph[12:]
-        fr = _ETH_IP + iph + tcp + payload
-        sec = int(t)
-        f.write(_REC.pack(sec, int((t - sec) * 1e6), len(fr), len(fr)) + fr)
-        t += 0.00001
-        adv = len(payload) + (1 if flags & 0x03 else 0)
-        if from_client:
-            cn[4] = (cseq + adv) & 0xFFFFFFFF
-        else:
-            cn[5] = (sseq + adv) & 0xFFFFFFFF
-
     with path.open("wb", buffering=1 << 20) as f:
-        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1))
-        for cn in conns:
-            seg(f, cn, True, 0x02, b"")
-            seg(f, cn, False, 0x12, b"")
-            seg(f, cn, True, 0x10, b"")
+        w = FastTcpWriter(f, 80, connections, t0)
+        w.open_all()
         for i in range(exchanges):
-            cn = conns[i % connections]
+            c = i % connections
             req = (
                 f"GET /api/orders/{i}?page={i % 7} HTTP/1.1\r\nHost: shop.svc\r\n"
                 f"User-Agent: bench/1\r\nAccept: application/json\r\n\r\n"
@@ -471,12 +492,9 @@ def write_http_benchmark(
                 + f"Content-Length: {len(body)}\r\n\r\n".encode()
                 + body
             )
-            seg(f, cn, True, 0x18, req)
+            w.send(c, True, 0x18, req)
             for k in range(0, len(resp), mss):
-                seg(f, cn, False, 0x18, resp[k : k + mss])
-            seg(f, cn, True, 0x10, b"")
-        for cn in conns:
-            seg(f, cn, True, 0x11, b"")
-            seg(f, cn, False, 0x11, b"")
-            seg(f, cn, True, 0x10, b"")
+                w.send(c, False, 0x18, resp[k : k + mss])
+            w.send(c, True, 0x10)
+        w.close_all()
     return path
