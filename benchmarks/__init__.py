@@ -4,3 +4,24 @@ Each ``benchmarks/<name>.py`` runs as ``python -m benchmarks.<name>`` and prints
 section for ``BENCHMARKS.md``; ``python -m benchmarks`` runs those listed in
 ``benchmarks/__main__.py``.
 """
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import httpx
+
+
+def wait_for_hub(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Wait until the hub at ``url`` answers ``/readyz``; raise if it exits or times out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url + "/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or proc.poll() is not None:
+            raise RuntimeError("hub did not start")
+        time.sleep(0.2)

@@ -26,6 +26,7 @@ import duckdb
 import httpx
 import zstandard
 
+from benchmarks import wait_for_hub
 from hub.storage.duckdb import MIGRATIONS, migrate
 from hub.storage.rows import entries_to_arrow
 from kubeweir.entry import Endpoint, Entry, encode_batch
@@ -155,16 +156,7 @@ def http_ingest(
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("hub did not start")
-            time.sleep(0.2)
+        wait_for_hub(url, proc, 60)
         headers = {"Authorization": "Bearer bench", "Content-Encoding": "zstd"}
         with httpx.Client(base_url=url, timeout=120) as c:
 

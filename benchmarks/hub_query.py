@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from benchmarks import wait_for_hub
 from hub.api.deps import compile_filter
 from hub.scope import Viewer
 from hub.storage.duckdb import DuckDBStorage
@@ -145,16 +146,7 @@ def through_hub(path: str, runs: int, tmp: Path) -> tuple[dict[str, list[float]]
     )  # fmt: skip
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("hub did not start")
-            time.sleep(0.2)
+        wait_for_hub(url, proc, 120)
         with httpx.Client(
             base_url=url, headers={"Authorization": "Bearer bench"}, timeout=300
         ) as c:
