@@ -22,6 +22,7 @@ import math
 import os
 import struct
 import warnings
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,7 @@ from sniffer.reassembly import Connection, Reassembler
 
 __all__ = [
     "CaptureWarning",
+    "FlowShare",
     "Pipeline",
     "PipelineSettings",
     "load_protocols",
@@ -62,6 +64,7 @@ SERVER = Direction.SERVER
 _YES = Verdict.YES
 _MORE = Verdict.MORE
 _STREAM_ID = struct.Struct("!IIH")
+_PORTS = struct.Struct("!HH")
 
 
 class CaptureWarning(UserWarning):
@@ -325,9 +328,17 @@ class Pipeline:
         self._out.clear()
         return out
 
-    def run(self, records: Iterable[tuple[float, int, Any]]) -> Iterator[Entry]:
-        """Feed every record, yielding entries as they complete; close at the end."""
+    def run(
+        self, records: Iterable[tuple[float, int, Any]], share: FlowShare | None = None
+    ) -> Iterator[Entry]:
+        """Feed every record, yielding entries as they complete; close at the end.
+
+        With ``share``, only the TCP connections and UDP flows that ``share`` owns go on
+        past decoding (one of several processes reading the same file); every frame
+        still counts in ``packets``/``bytes`` and moves the capture clock, so time-outs
+        fall where they fall with one process."""
         # Pipeline.feed, inlined: this loop is the hot path of `kubeweir read`
+        owns = share.owns if share is not None else None
         out = self._out
         decode = self._decode
         packet = self._packet
@@ -346,6 +357,8 @@ class Pipeline:
                     self.advance(ts)
                     next_sweep = self._next_sweep
             if pkt is not None:
+                if owns is not None and not owns(pkt):
+                    continue
                 if pkt[0] == 6:
                     packet(ts, pkt)
                 else:
@@ -806,6 +819,52 @@ class Pipeline:
             )
             self._out.append(self._redact(entry) if self._redact is not None else entry)
             self._entries += 1
+
+
+class FlowShare:
+    """Worker ``index`` of ``count`` reading one capture: owns a connection's (or UDP
+    flow's) packets in both directions, decided the same way in every worker because
+    each one sees every frame in the same order. The first ``ROUND_ROBIN`` distinct flows
+    are dealt round-robin by first appearance (an even share even with a few flows);
+    later ones by a symmetric CRC-32 of the addresses and ports. IP fragments are
+    reassembled before the decision (the decoder hands over whole datagrams)."""
+
+    ROUND_ROBIN = 4096
+    CACHE = 1 << 16
+    """Directional (src, dst, sport, dport) → owner answers cached; cleared when full."""
+
+    __slots__ = ("index", "count", "_dealt", "_cache")
+
+    def __init__(self, index: int, count: int) -> None:
+        if not 0 <= index < count:
+            raise ValueError(f"worker {index} of {count}")
+        self.index = index
+        self.count = count
+        self._dealt: dict[tuple[bytes, int, bytes, int], int] = {}
+        self._cache: dict[tuple[Any, ...], bool] = {}
+
+    def owner(self, src: bytes, dst: bytes, sport: int, dport: int) -> int:
+        """The worker that owns this flow (either direction)."""
+        a, b = (src, sport), (dst, dport)
+        key = (src, sport, dst, dport) if a <= b else (dst, dport, src, sport)
+        dealt = self._dealt
+        w = dealt.get(key)
+        if w is None:
+            if len(dealt) < self.ROUND_ROBIN:
+                w = dealt[key] = len(dealt) % self.count
+            else:
+                w = zlib.crc32(key[0] + key[2] + _PORTS.pack(key[1], key[3])) % self.count
+        return w
+
+    def owns(self, pkt: Any) -> bool:
+        """Is this decoded packet (``PacketDecoder.decode``) one of this worker's?"""
+        key = pkt[1:5]
+        mine = self._cache.get(key)
+        if mine is None:
+            if len(self._cache) >= self.CACHE:
+                self._cache.clear()
+            mine = self._cache[key] = self.owner(*key) == self.index
+        return mine
 
 
 def read_pcap(

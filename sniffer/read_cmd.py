@@ -119,9 +119,12 @@ def _ticking(reader: CaptureReader, tick: Callable[[int], None]) -> Iterator[Any
     tick(reader.size)
 
 
-def _write_all(entries: Iterator[Entry], out: IO[bytes], fmt: str, flush_each: bool) -> None:
+def _write_all(
+    entries: Iterator[Entry], out: IO[bytes], fmt: str, flush_each: bool, header: bool = True
+) -> None:
     if fmt == "table":
-        out.write(table_header().encode() + b"\n")
+        if header:
+            out.write(table_header().encode() + b"\n")
         for e in entries:
             out.write(table_row(e).encode() + b"\n")
             if flush_each:
@@ -187,6 +190,17 @@ def _write_all(entries: Iterator[Entry], out: IO[bytes], fmt: str, flush_each: b
     default=None,
     help="The hub's ingest token for --to-hub (or $KUBEWEIR_INGEST_TOKEN).",
 )
+@click.option(
+    "--jobs",
+    "-j",
+    default="auto",
+    show_default=True,
+    metavar="N|auto",
+    help="Worker processes, each reading the file and parsing its share of the "
+    "connections (auto: the CPUs for a regular file of 4 MiB or more, else 1). Entries "
+    "of one connection keep their order; different connections may interleave "
+    "differently from --jobs 1.",
+)
 def read(
     file: str,
     fmt: str,
@@ -196,9 +210,11 @@ def read(
     node: str,
     to_hub: str | None,
     token: str | None,
+    jobs: str,
 ) -> None:
     if to_hub and not token:
         raise click.UsageError("--to-hub needs --token (or $KUBEWEIR_INGEST_TOKEN)")
+    n_jobs = _jobs(jobs, file, to_hub is not None)
     hints = _port_hints(port_hints)
     redact = _redactor(not no_redact, redaction_config)
     try:
@@ -233,13 +249,18 @@ def read(
             transient=True,
         )
         task = progress.add_task("reading", total=reader.size)
-        progress.start()
 
         def _tick(offset: int) -> None:
             progress.update(task, completed=offset)
 
         tick = _tick
 
+    if n_jobs > 1:
+        reader.close()  # each worker opens the file itself
+        _read_jobs(file, settings, n_jobs, fmt, out, flush_each, tick, progress, started)
+        return
+    if progress is not None:
+        progress.start()
     try:
         with reader:
             if to_hub:
@@ -271,5 +292,74 @@ def read(
     secs = time.monotonic() - started
     click.echo(f"kubeweir read: {format_counters(c)}  ({secs:.2f} s)", err=True)
     if reader.records == 0 and reader.errors:
+        click.echo(f"kubeweir read: {file}: nothing could be read", err=True)
+        sys.exit(1)
+
+
+def _jobs(value: str, file: str, to_hub: bool) -> int:
+    from sniffer.read_jobs import auto_jobs
+
+    if value.strip().lower() == "auto":
+        return 1 if to_hub else auto_jobs(file)
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise click.BadParameter(f"{value!r}: a number of processes (1 or more) or auto",
+                                 param_hint="--jobs")  # fmt: skip
+    if to_hub and n > 1:
+        raise click.BadParameter("--to-hub reads with one process", param_hint="--jobs")
+    return n
+
+
+def _read_jobs(
+    file: str,
+    settings: PipelineSettings,
+    jobs: int,
+    fmt: str,
+    out: IO[bytes],
+    flush_each: bool,
+    tick: Callable[[int], None] | None,
+    progress: Any,
+    started: float,
+) -> None:
+    from sniffer.read_jobs import WorkerFailed, read_with_jobs
+
+    def write(entries: Iterator[Entry], sink: Any) -> None:
+        _write_all(entries, sink, fmt, flush_each, header=False)
+
+    try:
+        if fmt == "table":
+            out.write(table_header().encode() + b"\n")
+        result = read_with_jobs(
+            file,
+            settings,
+            jobs,
+            write,
+            out,
+            flush_each=flush_each,
+            tick=tick,
+            before_start=progress.start if progress is not None else None,
+        )
+        out.flush()
+    except BrokenPipeError:  # `kubeweir read f | head`: the workers are stopped
+        sys.stderr.close()
+        sys.exit(0)
+    except WorkerFailed as exc:
+        click.echo(f"kubeweir read: {file}: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        if progress is not None:
+            progress.stop()
+    for e in result.errors:
+        click.echo(f"kubeweir read: {file}: {e}", err=True)
+    secs = time.monotonic() - started
+    click.echo(
+        f"kubeweir read: {format_counters(result.counters)}  ({secs:.2f} s; jobs {jobs}, "
+        f"peak RSS summed over the processes {result.rss_kib / 1024:.0f} MiB)",
+        err=True,
+    )
+    if result.records == 0 and result.errors:
         click.echo(f"kubeweir read: {file}: nothing could be read", err=True)
         sys.exit(1)

@@ -1,0 +1,283 @@
+"""``kubeweir read --jobs N``: one capture file read by N worker processes.
+
+There are no packets between processes: every worker (a forked copy of the command, its
+imports and redaction rules already loaded) reads the whole file itself, decodes every
+frame, and keeps only the connections and UDP flows that its ``FlowShare`` owns (both
+directions of a connection always go to the same worker; IP fragments are reassembled
+before the decision). It formats its entries (NDJSON or table rows) and sends them to
+the parent through a pipe in blocks of whole lines; the parent writes the blocks to
+stdout as they come and sums the end counters (frame-level ones — packets, bytes,
+decoder counters, damage in the file — are taken once, from worker 0, since every worker
+sees every frame).
+
+The entries of one connection keep their order; entries of different connections may
+interleave differently from ``--jobs 1``. The bounds (flows, buffered bytes) are split
+between the workers, so the memory bound of the whole stays that of one process.
+
+Frames on a worker's pipe (``Connection.send_bytes``; the first byte says what follows):
+``D`` output bytes (whole lines), ``P`` progress (file offset, worker 0 only), ``E`` the
+end (JSON: counters, damage found, records read, peak RSS), ``X`` a failure (the text).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import gc
+import json
+import multiprocessing
+import os
+import resource
+import signal
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from multiprocessing.connection import Connection, wait
+from typing import IO, Any
+
+from kubeweir.entry import Entry
+from sniffer.capture import CaptureError, PacketDecoder, open_capture
+from sniffer.pipeline import FlowShare, Pipeline, PipelineSettings
+
+__all__ = ["JobsResult", "WorkerFailed", "auto_jobs", "read_with_jobs"]
+
+AUTO_MIN_BYTES = 4 << 20
+"""Files smaller than this are read by one process under ``--jobs auto``."""
+AUTO_MAX_JOBS = 8
+BLOCK = 1 << 16
+"""Output sent to the parent in blocks of about this many bytes (whole lines)."""
+PROGRESS_EVERY = 4096
+
+_FRAME_LEVEL = frozenset({"packets", "bytes", *PacketDecoder().counters})
+"""Counters every worker counts the same (each sees every frame): taken from worker 0."""
+
+WriteEntries = Callable[[Iterator[Entry], Any], None]
+"""Writes formatted entries to a binary sink (``write``, ``flush``)."""
+
+
+class WorkerFailed(Exception):
+    """A worker process failed; the message says which and why."""
+
+
+@dataclasses.dataclass
+class JobsResult:
+    counters: dict[str, int]
+    errors: list[CaptureError]
+    """Damage found in the file (worker 0's list; every worker meets the same)."""
+    records: int
+    rss_kib: int
+    """Peak RSS of the parent plus every worker's, summed (KiB)."""
+
+
+def auto_jobs(path: str) -> int:
+    """``--jobs auto``: the usable CPUs (at most ``AUTO_MAX_JOBS``) for a regular file of
+    at least ``AUTO_MIN_BYTES``; 1 otherwise (pipes, small files, one CPU)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return 1
+    import stat
+
+    if not stat.S_ISREG(st.st_mode) or st.st_size < AUTO_MIN_BYTES:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, AUTO_MAX_JOBS))
+
+
+class _Blocks:
+    """A binary sink that sends what is written to the parent in blocks of lines."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._buf = bytearray(b"D")
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        buf = self._buf
+        buf += data
+        if len(buf) > BLOCK:
+            self._send()
+        return len(data)
+
+    def flush(self) -> None:
+        if len(self._buf) > 1:
+            self._send()
+
+    def _send(self) -> None:
+        # writers hand over whole lines only, so a block always ends at a line end
+        self._conn.send_bytes(self._buf)
+        self._buf = bytearray(b"D")
+
+
+def _peak_rss_kib() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _worker(
+    index: int,
+    count: int,
+    path: str,
+    settings: PipelineSettings,
+    write: WriteEntries,
+    flush_each: bool,
+    progress: bool,
+    conn: Connection,
+) -> None:
+    """Body of worker ``index``: its share of the file's flows, formatted, to ``conn``."""
+    # Ctrl-C reaches the whole process group: the parent decides, workers don't die first
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    code = 0
+    try:
+        sink = _Blocks(conn)
+        pipe = Pipeline(settings)
+        with open_capture(path) as reader:
+            records: Any = reader
+            if progress:
+                records = _ticking(reader, conn)
+            write(pipe.run(records, FlowShare(index, count)), sink)
+            sink.flush()
+        end = {
+            "counters": pipe.counters,
+            "errors": [[e.message, e.offset] for e in reader.errors],
+            "records": reader.records,
+            "rss_kib": _peak_rss_kib(),
+        }
+        conn.send_bytes(b"E" + json.dumps(end).encode())
+    except BrokenPipeError:  # the parent is gone or gave up: nobody to tell
+        code = 1
+    except BaseException as exc:  # noqa: B036 - reported to the parent, then exit
+        code = 1
+        text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+        if not isinstance(exc, CaptureError | OSError):
+            text += "\n" + "".join(traceback.format_exception(exc))
+        with contextlib.suppress(OSError):
+            conn.send_bytes(b"X" + text.encode(errors="replace"))
+    finally:
+        with contextlib.suppress(OSError):
+            conn.close()
+    # no interpreter teardown in a forked child (the parent's buffers and atexit hooks)
+    os._exit(code)
+
+
+def _ticking(reader: Any, conn: Connection) -> Iterator[Any]:
+    n = 0
+    for rec in reader:
+        yield rec
+        n += 1
+        if n == PROGRESS_EVERY:
+            n = 0
+            conn.send_bytes(b"P%d" % reader.offset)
+
+
+def _merge(ends: list[dict[str, Any]]) -> dict[str, int]:
+    total = dict(ends[0]["counters"])
+    for end in ends[1:]:
+        for k, v in end["counters"].items():
+            if k not in _FRAME_LEVEL:
+                total[k] = total.get(k, 0) + v
+    return total
+
+
+def read_with_jobs(
+    path: str,
+    settings: PipelineSettings,
+    jobs: int,
+    write: WriteEntries,
+    out: IO[bytes],
+    *,
+    flush_each: bool = False,
+    tick: Callable[[int], None] | None = None,
+    before_start: Callable[[], None] | None = None,
+) -> JobsResult:
+    """Read ``path`` with ``jobs`` worker processes, their output to ``out`` as it comes.
+
+    ``write(entries, sink)`` formats entries in a worker (the same function ``--jobs 1``
+    uses, header-less). ``before_start`` runs in the parent after the workers are forked
+    (start threads there, not before). Raises ``WorkerFailed`` after every other worker's
+    output has been written when a worker failed; ``BrokenPipeError`` (stdout closed) and
+    ``KeyboardInterrupt`` stop the workers and propagate. No worker outlives the call."""
+    if jobs < 1:
+        raise ValueError("jobs must be at least 1")
+    per = dataclasses.replace(
+        settings,
+        max_flows=max(1, settings.max_flows // jobs),
+        max_total_bytes=max(settings.max_flow_bytes, settings.max_total_bytes // jobs),
+    )
+    ctx = multiprocessing.get_context("fork")
+    procs: list[Any] = []
+    live: dict[Connection, int] = {}
+    live_conn: dict[object, Connection] = {}
+    ends: list[dict[str, Any] | None] = [None] * jobs
+    failures: dict[int, str] = {}
+    out.flush()  # a forked child must not inherit unwritten output
+    sys.stdout.flush()
+    sys.stderr.flush()
+    gc.freeze()  # the children don't copy the parent's pages by collecting them
+    try:
+        for i in range(jobs):
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(
+                target=_worker,
+                args=(i, jobs, path, per, write, flush_each, tick is not None and i == 0, w),
+                name=f"kubeweir-read-{i}",
+                daemon=True,
+            )
+            p.start()
+            w.close()
+            procs.append(p)
+            live[r] = i
+            live_conn[r] = r
+        if before_start is not None:
+            before_start()
+        write_out = out.write
+        while live:
+            for ready in wait(list(live)):
+                r = live_conn[ready]
+                i = live[r]
+                try:
+                    msg = r.recv_bytes()
+                except (EOFError, OSError):
+                    del live[r]
+                    r.close()
+                    if ends[i] is None and i not in failures:
+                        procs[i].join(5)
+                        failures[i] = f"exited unexpectedly (exit code {procs[i].exitcode})"
+                    continue
+                kind = msg[:1]
+                if kind == b"D":
+                    write_out(memoryview(msg)[1:])
+                    if flush_each:
+                        out.flush()
+                elif kind == b"P":
+                    if tick is not None:
+                        tick(int(msg[1:]))
+                elif kind == b"E":
+                    ends[i] = json.loads(msg[1:])
+                elif kind == b"X":
+                    failures[i] = msg[1:].decode(errors="replace")
+    finally:
+        gc.unfreeze()
+        for p in procs:
+            if p.is_alive() and (live or failures):
+                p.terminate()
+        for p in procs:
+            p.join(10)
+            if p.is_alive():
+                p.kill()
+                p.join()
+        for r in live:
+            r.close()
+    if failures:
+        raise WorkerFailed(
+            "; ".join(f"worker {i} of {jobs}: {why}" for i, why in sorted(failures.items()))
+        )
+    done = [e for e in ends if e is not None]
+    assert len(done) == jobs
+    return JobsResult(
+        counters=_merge(done),
+        errors=[CaptureError(m, o) for m, o in done[0]["errors"]],
+        records=int(done[0]["records"]),
+        rss_kib=_peak_rss_kib() + sum(int(e["rss_kib"]) for e in done),
+    )
