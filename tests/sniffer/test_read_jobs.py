@@ -251,7 +251,7 @@ def test_closed_stdout_stops_the_workers(tmp_path: Path) -> None:
     assert proc.stdout is not None
     first = proc.stdout.readline()
     assert json.loads(first)["proto"] == "http"
-    kids = []
+    kids: list[int] = []
     deadline = time.monotonic() + 10
     while not kids and time.monotonic() < deadline and proc.poll() is None:
         kids = _children(proc.pid)
