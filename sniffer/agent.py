@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from kubeweir.entry import Entry
+from sniffer import profiling
 from sniffer.settings import SnifferSettings
 from sniffer.shipper import Shipper, ShipperConfig, TokenSource
 from sniffer.sources import CaptureSource, RingConfig, open_source
@@ -158,9 +159,7 @@ class Agent:
 
             self.tls = start_for_agent(self)
         if self.pool is None:
-            self._capture_thread = threading.Thread(
-                target=self._capture, name="capture", daemon=True
-            )
+            self._capture_thread = profiling.thread("capture", self._capture)
             self._capture_thread.start()
         self._heartbeat_thread = threading.Thread(
             target=self._heartbeat, name="heartbeat", daemon=True
@@ -224,7 +223,9 @@ class Agent:
         # a partly filled ring block reaches us at most this late (see RingConfig)
         lag = self._block_timeout
         next_advance = 0.0
+        tick = profiling.tick
         while not self._stop.is_set():
+            tick()
             try:
                 before = time.time()
                 n = dispatch(feed, 0.1)
@@ -305,10 +306,13 @@ class Agent:
             "spool_bytes": sp.bytes,
             "spool_batches": len(sp),
             "spool_evicted": sp.evicted_entries,
+            "thread_cpu": dict(profiling.THREAD_CPU),
         }
         if self.pool is not None:
             snap["open_flows"] = 0
             for w in self.pool.stats():
+                for k, v in w.get("thread_cpu", {}).items():
+                    snap["thread_cpu"][k] = snap["thread_cpu"].get(k, 0.0) + v
                 for k, v in w.get("pipeline", {}).items():
                     snap["pipeline"][k] = snap["pipeline"].get(k, 0) + v
                 for k in ("open_flows", "entries_sent", "send_errors", "dropped_queue",
@@ -437,6 +441,12 @@ class _AgentCollector(Collector):
         yield gauge("untargetable_pods", "Selected pods on the host network (not captured).",
                     len(a.targeting.untargetable))  # fmt: skip
         yield gauge("target_addresses", "Addresses in the kernel filter.", len(a.targeting.targets))
+        cpu = CounterMetricFamily("kubeweir_sniffer_thread_cpu",
+                                  "CPU seconds used by each of the sniffer's busy threads "
+                                  "(summed over capture workers).", labels=["thread"])  # fmt: skip
+        for name, secs in sorted(snap["thread_cpu"].items()):
+            cpu.add_metric([name], secs)
+        yield cpu
         if a.watcher is not None:
             yield counter("pod_relists", "Full pod lists (start, 410 Gone).", a.watcher.relists)
             yield counter("pod_watch_errors", "Failed pod watches.", a.watcher.watch_errors)

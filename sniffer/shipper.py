@@ -25,6 +25,7 @@ import msgspec
 import zstandard
 
 from kubeweir.entry import Entry, decode_batch, encode_batch
+from sniffer import profiling
 from sniffer.spool import Spool, SpooledBatch
 
 __all__ = ["ShipperConfig", "Shipper", "TokenSource"]
@@ -107,8 +108,8 @@ class Shipper:
         """Seconds per successful POST (the agent exports them as a histogram)."""
         self.on_latency: Callable[[float], None] | None = None
         self._threads = [
-            threading.Thread(target=self._seal_loop, name="sealer", daemon=True),
-            threading.Thread(target=self._send_loop, name="sender", daemon=True),
+            profiling.thread("sealer", self._seal_loop),
+            profiling.thread("sender", self._send_loop),
         ]
 
     # --- capture side ------------------------------------------------------------------
@@ -191,6 +192,7 @@ class Shipper:
         cfg = self.config
         first_at: float | None = None
         while not self._stop.is_set():
+            profiling.tick()
             with self._queue_cv:
                 if not self._queue:
                     first_at = None
@@ -218,6 +220,7 @@ class Shipper:
         cfg = self.config
         failures = 0
         while not self._stop.is_set():
+            profiling.tick()
             item = self.spool.oldest(wait=0.5)
             if item is None:
                 continue

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from sniffer import profiling
 from sniffer.settings import SnifferSettings
 
 __all__ = ["WorkerPool", "worker_main"]
@@ -94,12 +95,14 @@ def worker_main(index: int, workers: int, settings_json: str, group: int,
             "spool_batches": len(spool),
             "spool_evicted": spool.evicted_entries,
             "latencies": lat,
+            "thread_cpu": dict(profiling.THREAD_CPU),
         }
 
-    next_stats = 0.0
-    next_advance = 0.0
-    try:
+    def loop() -> None:
+        next_stats = 0.0
+        next_advance = 0.0
         while not stop.is_set():
+            profiling.tick()
             n = source.dispatch(pipeline.feed, 0.1)
             now = time.time()
             if n == 0 or now >= next_advance:
@@ -111,6 +114,9 @@ def worker_main(index: int, workers: int, settings_json: str, group: int,
             if now >= next_stats:
                 conn.send(("stats", snapshot()))
                 next_stats = now + STATS_EVERY
+
+    try:
+        profiling.run_thread("capture", loop)
     finally:
         pipeline.close()
         shipper.add(pipeline.take())

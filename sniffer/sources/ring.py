@@ -43,7 +43,7 @@ TP_STATUS_KERNEL = 0
 
 _REQ3 = struct.Struct("7I")
 _BLOCK = struct.Struct("=IIIIIIQ")  # version, off_priv, status, num_pkts, off_first, blk_len, seq
-_PKT = struct.Struct("=IIIIIIHH")  # next, sec, nsec, snaplen, len, status, mac, net
+_PKT = struct.Struct("=IIIII4xH2x")  # next, sec, nsec, snaplen, len, (status), mac, (net)
 _STATS3 = struct.Struct("III")  # tp_packets, tp_drops, tp_freeze_q_cnt
 _FPROG = struct.Struct("@HP")  # struct sock_fprog {unsigned short len; struct sock_filter *}
 
@@ -160,7 +160,6 @@ class PacketRing:
         nbytes = 0
         blocks = 0
         waited = False
-        view = memoryview(mm)
         try:
             while True:
                 off = self._block * bs
@@ -173,11 +172,12 @@ class PacketRing:
                     continue
                 p = off + first
                 for _ in range(num):
-                    nxt, sec, nsec, snap, wire, _, mac, _ = unpack_pkt(mm, p)
+                    nxt, sec, nsec, snap, wire, mac = unpack_pkt(mm, p)
+                    start = p + mac
                     try:
-                        handler(
-                            sec + nsec * 1e-9, LINKTYPE_RAW, bytes(view[p + mac : p + mac + snap])
-                        )
+                        # a copy (mmap slicing makes one bytes object): the block goes
+                        # back to the kernel below while reassembly may still hold data
+                        handler(sec + nsec * 1e-9, LINKTYPE_RAW, mm[start : start + snap])
                     except Exception:  # noqa: BLE001 - one bad frame must not stop the capture
                         self.handler_errors += 1
                         if self.handler_errors % 1000 == 1:
@@ -191,7 +191,6 @@ class PacketRing:
                 if max_blocks and blocks >= max_blocks:
                     break
         finally:
-            view.release()
             self.packets += frames
             self.bytes += nbytes
         return frames
