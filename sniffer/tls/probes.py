@@ -2,8 +2,9 @@
 
 Nothing happens at import time. ``Probes()`` compiles and loads the program (the syscall
 and sched tracepoints attach with it); ``attach(path)`` puts the entry and return probes
-on one libssl file (one inode: the same library seen through several ``/proc/PID/root``
-paths is attached once), ``detach(path)`` removes them, ``close()`` removes everything.
+on one libssl file at the points ``prologue.plan`` picks (one inode: the same library seen
+through several ``/proc/PID/root`` paths is attached once), ``detach(path)`` removes them,
+``close()`` removes everything.
 Which processes are read is the ``targets`` map (tgids), set with ``set_pids``.
 """
 
@@ -17,6 +18,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from sniffer.tls import prologue
+
 __all__ = ["HEADER", "SOURCE", "Probes", "TlsEvent", "TlsProbeError", "header_constants"]
 
 log = logging.getLogger("kubeweir.sniffer.tls")
@@ -25,7 +28,8 @@ SOURCE = Path(__file__).with_name("openssl.bpf.c")
 HEADER = Path(__file__).with_name("tls_event.h")
 TRACEFS = Path("/sys/kernel/tracing")
 
-# (symbol, entry function, with the shared return probe)
+# (symbol, entry function, with the shared return probe): the fallback when the file can't
+# be read as ELF (``prologue.plan`` decides otherwise)
 SYMBOLS = (
     ("SSL_read", "kw_ssl_read_enter", True),
     ("SSL_read_ex", "kw_ssl_read_ex_enter", True),
@@ -119,8 +123,8 @@ class Probes:
         self._targets = self.bpf[b"targets"]
         self._ssl_fds = self.bpf[b"ssl_fds"]
         self._counters = self.bpf[b"counters"]
-        self.libs: dict[tuple[int, int], tuple[bytes, list[str]]] = {}
-        """(st_dev, st_ino) → (path attached through, symbols attached)."""
+        self.libs: dict[tuple[int, int], tuple[bytes, list[prologue.ProbePoint]]] = {}
+        """(st_dev, st_ino) → (path attached through, probe points attached)."""
         self.pids: frozenset[int] = frozenset()
 
         def callback(_ctx: Any, data: Any, size: int) -> None:
@@ -131,8 +135,8 @@ class Probes:
 
     # --- libraries -------------------------------------------------------------------
     def attach(self, path: str) -> bool:
-        """Attach the probes to the libssl at ``path``; False when already attached (same
-        inode) or when it exports none of the symbols."""
+        """Attach the probes to the libssl at ``path`` (where: ``prologue.plan``); False
+        when already attached (same inode) or when it exports none of the functions."""
         try:
             st = os.stat(path)
         except OSError:
@@ -141,42 +145,50 @@ class Probes:
         if key in self.libs:
             return False
         name = path.encode()
-        done: list[str] = []
-        for sym, fn, ret in SYMBOLS:
+        try:
+            points = prologue.plan(path)
+        except (OSError, prologue.ElfError) as exc:
+            log.warning("%s: %s; probes on the exported functions' first bytes", path, exc)
+            points = [prologue.ProbePoint(s, 0, fn, ret, False) for s, fn, ret in SYMBOLS]
+        done: list[prologue.ProbePoint] = []
+        for pt in points:
+            where: dict[str, Any] = {"addr": pt.vaddr} if pt.vaddr else {"sym": pt.what.encode()}
             try:
-                self.bpf.attach_uprobe(name=name, sym=sym.encode(), fn_name=fn.encode())
+                self.bpf.attach_uprobe(name=name, fn_name=pt.entry.encode(), **where)
             except Exception as exc:  # noqa: BLE001 - a missing symbol (1.0.x has no _ex)
-                log.debug("%s: no uprobe on %s: %s", path, sym, exc)
+                log.debug("%s: no uprobe on %s: %s", path, pt.what, exc)
                 continue
-            if not ret:
-                done.append(sym)
-                continue
-            try:
-                self.bpf.attach_uretprobe(name=name, sym=sym.encode(), fn_name=b"kw_ssl_return")
-            except Exception as exc:  # noqa: BLE001
-                self.bpf.detach_uprobe(name=name, sym=sym.encode())
-                log.warning("%s: no return probe on %s: %s", path, sym, exc)
-                continue
-            done.append(sym)
+            if pt.ret:
+                try:
+                    self.bpf.attach_uretprobe(name=name, fn_name=b"kw_ssl_return", **where)
+                except Exception as exc:  # noqa: BLE001
+                    self.bpf.detach_uprobe(name=name, **where)
+                    log.warning("%s: no return probe on %s: %s", path, pt.what, exc)
+                    continue
+            done.append(pt)
         if not done:
             log.warning("%s exports none of %s: not attached", path, [s[0] for s in SYMBOLS])
             return False
         self.libs[key] = (name, done)
-        log.info("TLS probes on %s (%s)", path, ", ".join(done))
+        slow = [pt.what for pt in done if not pt.emulated]
+        log.info(
+            "TLS probes on %s (%s)%s", path, ", ".join(pt.what for pt in done),
+            f"; single-stepped (slow) on {', '.join(slow)}" if slow else "",
+        )  # fmt: skip
         return True
 
     def detach(self, key: tuple[int, int]) -> None:
-        name, syms = self.libs.pop(key)
-        with_return = {s for s, _, ret in SYMBOLS if ret}
-        for sym in syms:
+        name, points = self.libs.pop(key)
+        for pt in points:
+            where: dict[str, Any] = {"addr": pt.vaddr} if pt.vaddr else {"sym": pt.what.encode()}
             fns = [self.bpf.detach_uprobe]
-            if sym in with_return:
+            if pt.ret:
                 fns.append(self.bpf.detach_uretprobe)
             for fn in fns:
                 try:
-                    fn(name=name, sym=sym.encode())
+                    fn(name=name, **where)
                 except Exception as exc:  # noqa: BLE001 - the file may be gone already
-                    log.debug("detaching %s from %r: %s", sym, name, exc)
+                    log.debug("detaching %s from %r: %s", pt.what, name, exc)
 
     # --- processes -------------------------------------------------------------------
     def set_pids(self, pids: Iterable[int]) -> None:
