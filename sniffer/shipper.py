@@ -2,10 +2,12 @@
 
 The capture thread only appends entries to an in-memory queue (it never blocks on disk or
 network). A sealer thread cuts batches bounded in entries, bytes and age, encodes them
-(msgpack ``Batch``, zstd) and writes them durably to the ``Spool``; a sender thread
-POSTs the oldest spooled batch to ``/api/v1/ingest`` and deletes it once the hub answers
-2xx. Failures back off exponentially with full jitter. Entry ids are deterministic, so a
-batch resent after a lost acknowledgement is stored once (the hub dedupes by id).
+(msgpack ``Batch``, each entry encoded once, zstd level 1) and writes them durably to the
+``Spool``; ``senders`` sender threads (2 by default) each claim the oldest unclaimed
+spooled batch, POST it to ``/api/v1/ingest`` and delete it once the hub answers 2xx — two
+batches in flight let the hub commit them as one group while the next is on the wire.
+Failures back off exponentially with full jitter. Entry ids are deterministic, so a batch
+resent after a lost acknowledgement is stored once (the hub dedupes by id).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import httpx
 import msgspec
 import zstandard
 
-from kubeweir.entry import Entry, decode_batch, encode_batch
+from kubeweir.entry import SCHEMA_VERSION, Entry, decode_batch
 from sniffer import profiling
 from sniffer.spool import Spool, SpooledBatch
 
@@ -33,6 +35,15 @@ __all__ = ["ShipperConfig", "Shipper", "TokenSource"]
 log = logging.getLogger("kubeweir.sniffer.shipper")
 
 _entry_enc = msgspec.msgpack.Encoder()
+
+
+class _EncodedBatch(msgspec.Struct, kw_only=True):
+    """``kubeweir.entry.Batch`` with its entries already encoded (one msgpack array):
+    encodes to the same bytes as ``encode_batch`` without encoding each entry again."""
+
+    v: int
+    entries: msgspec.Raw
+    sniffer: str = ""
 
 
 class TokenSource:
@@ -70,6 +81,9 @@ class ShipperConfig:
     """Encoded (uncompressed) bytes of a batch."""
     max_batch_age: float = 1.0
     """Seconds the first entry of a batch waits for more before the batch is sealed."""
+    senders: int = 2
+    """Batches POSTed at the same time (each by its own thread, oldest first)."""
+    zstd_level: int = 1
     max_queue: int = 200_000
     """Entries waiting in memory to be sealed; past this, new entries are dropped (counted)."""
     timeout: float = 10.0
@@ -88,7 +102,8 @@ class Shipper:
         self._queue_cv = threading.Condition()
         self._stop = threading.Event()
         self._draining = False
-        self._zstd = zstandard.ZstdCompressor(level=3)
+        self._zstd = zstandard.ZstdCompressor(level=config.zstd_level)
+        self._count_lock = threading.Lock()
         verify: ssl.SSLContext | bool = (
             ssl.create_default_context(cafile=str(config.ca_file)) if config.ca_file else True
         )
@@ -107,9 +122,9 @@ class Shipper:
         self.latencies: collections.deque[float] = collections.deque(maxlen=1024)
         """Seconds per successful POST (the agent exports them as a histogram)."""
         self.on_latency: Callable[[float], None] | None = None
-        self._threads = [
-            profiling.thread("sealer", self._seal_loop),
-            profiling.thread("sender", self._send_loop),
+        self._threads = [profiling.thread("sealer", self._seal_loop)] + [
+            profiling.thread("sender" if i == 0 else f"sender-{i}", self._send_loop)
+            for i in range(max(1, config.senders))
         ]
 
     # --- capture side ------------------------------------------------------------------
@@ -165,28 +180,43 @@ class Shipper:
 
     # --- sealing -----------------------------------------------------------------------
     def _encode(self, entries: list[Entry]) -> bytes:
-        return self._zstd.compress(encode_batch(entries, sniffer=self.config.node))
+        return self._seal(_entry_enc.encode(entries))
 
-    def _cut(self) -> list[Entry]:
-        """Up to one batch's worth from the queue, bounded in count and bytes."""
-        out: list[Entry] = []
-        size = 0
+    def _seal(self, encoded_entries: bytes) -> bytes:
+        """The request body for entries already encoded as one msgpack array."""
+        batch = _EncodedBatch(
+            v=SCHEMA_VERSION, entries=msgspec.Raw(encoded_entries), sniffer=self.config.node
+        )
+        return self._zstd.compress(_entry_enc.encode(batch))
+
+    def _cut(self) -> tuple[list[Entry], bytes]:
+        """Up to one batch's worth from the queue, bounded in count and encoded bytes, and
+        its entries encoded (one msgpack array). The whole count is encoded in one call;
+        only a batch over the byte bound is measured entry by entry and cut shorter (the
+        rest goes back to the front of the queue)."""
         q = self._queue
         cfg = self.config
-        while q and len(out) < cfg.max_batch_entries:
-            e = q[0]
-            n = len(_entry_enc.encode(e))
-            if out and size + n > cfg.max_batch_bytes:
-                break
-            q.popleft()
-            out.append(e)
-            size += n
-        return out
+        n = min(len(q), cfg.max_batch_entries)
+        popleft = q.popleft
+        out = [popleft() for _ in range(n)]
+        body = _entry_enc.encode(out)
+        if len(body) > cfg.max_batch_bytes and n > 1:
+            size = keep = 0
+            for e in out:
+                m = len(_entry_enc.encode(e))
+                if keep and size + m > cfg.max_batch_bytes:
+                    break
+                size += m
+                keep += 1
+            q.extendleft(reversed(out[keep:]))
+            out = out[:keep]
+            body = _entry_enc.encode(out)
+        return out, body
 
     def _seal_all(self) -> None:
         while self._queue:
-            batch = self._cut()
-            self.spool.put(self._encode(batch), len(batch))
+            batch, body = self._cut()
+            self.spool.put(self._seal(body), len(batch))
 
     def _seal_loop(self) -> None:
         cfg = self.config
@@ -204,9 +234,9 @@ class Shipper:
             full = len(self._queue) >= cfg.max_batch_entries
             if full or self._draining or now - first_at >= cfg.max_batch_age:
                 try:
-                    batch = self._cut()
+                    batch, body = self._cut()
                     if batch:
-                        self.spool.put(self._encode(batch), len(batch))
+                        self.spool.put(self._seal(body), len(batch))
                 except OSError as exc:
                     log.error("cannot write to the spool %s: %s", self.spool.dir, exc)
                     self._stop.wait(1.0)
@@ -221,11 +251,14 @@ class Shipper:
         failures = 0
         while not self._stop.is_set():
             profiling.tick()
-            item = self.spool.oldest(wait=0.5)
+            item = self.spool.claim(wait=0.5)
             if item is None:
                 continue
             batch, body = item
-            ok = self._send(batch, body)
+            try:
+                ok = self._send(batch, body)
+            finally:
+                self.spool.release(batch)  # no-op once acknowledged or dropped
             if ok:
                 failures = 0
                 continue
@@ -252,11 +285,12 @@ class Shipper:
             except ValueError:
                 answer = {}
             self.spool.ack(batch)
-            self.batches_sent += 1
-            self.entries_sent += batch.entries
-            self.entries_accepted += int(answer.get("accepted", 0))
-            self.entries_duplicate += int(answer.get("duplicates", 0))
-            self.last_ack = time.time()
+            with self._count_lock:  # several sender threads
+                self.batches_sent += 1
+                self.entries_sent += batch.entries
+                self.entries_accepted += int(answer.get("accepted", 0))
+                self.entries_duplicate += int(answer.get("duplicates", 0))
+                self.last_ack = time.time()
             self.latencies.append(elapsed)
             if self.on_latency is not None:
                 self.on_latency(elapsed)
@@ -279,7 +313,8 @@ class Shipper:
         self.spool.replace(batch, parts)
 
     def _failed(self, reason: str) -> bool:
-        self.send_errors += 1
+        with self._count_lock:
+            self.send_errors += 1
         if reason != self.last_error or self.send_errors % 50 == 1:
             log.warning("ship failed (%d so far), batch kept in the spool: %s",
                         self.send_errors, reason)  # fmt: skip

@@ -41,6 +41,8 @@ class Spool:
         self.max_bytes = max_bytes
         self._lock = threading.Condition()
         self._batches: dict[str, SpooledBatch] = {}
+        self._claimed: set[str] = set()
+        """Batches a sender is POSTing now (``claim`` → ``ack``/``drop``/``release``)."""
         self.bytes = 0
         self.evicted_batches = 0
         self.evicted_entries = 0
@@ -118,6 +120,7 @@ class Spool:
             )
 
     def _remove(self, batch: SpooledBatch) -> None:
+        self._claimed.discard(batch.name)
         if self._batches.pop(batch.name, None) is not None:
             self.bytes -= batch.size
             (self.dir / batch.name).unlink(missing_ok=True)
@@ -134,6 +137,35 @@ class Spool:
                 except FileNotFoundError:
                     self._remove(batch)  # removed behind our back: nothing to send
             return None
+
+    def claim(self, wait: float = 0.0) -> tuple[SpooledBatch, bytes] | None:
+        """Like ``oldest`` but over the batches no other sender holds, and marks the one
+        returned as held until ``ack``, ``drop``, ``replace`` or ``release``."""
+        with self._lock:
+            waited = False
+            while True:
+                free = [b for b in self._batches.values() if b.name not in self._claimed]
+                if not free:
+                    if waited or wait <= 0:
+                        return None
+                    self._lock.wait(wait)
+                    waited = True
+                    continue
+                batch = min(free, key=lambda b: b.seq)
+                try:
+                    body = (self.dir / batch.name).read_bytes()
+                except FileNotFoundError:
+                    self._remove(batch)  # removed behind our back: nothing to send
+                    continue
+                self._claimed.add(batch.name)
+                return batch, body
+
+    def release(self, batch: SpooledBatch) -> None:
+        """Give a claimed batch back (its POST failed: another try will claim it again)."""
+        with self._lock:
+            if batch.name in self._claimed:
+                self._claimed.discard(batch.name)
+                self._lock.notify_all()
 
     def ack(self, batch: SpooledBatch) -> None:
         """The hub stored the batch: delete it."""

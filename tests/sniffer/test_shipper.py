@@ -152,7 +152,7 @@ def test_batches_are_bounded_in_bytes(tmp_path: Path) -> None:
     s.add(big)
     sizes = []
     while s.queued:
-        sizes.append(len(s._cut()))
+        sizes.append(len(s._cut()[0]))
     assert sum(sizes) == 10 and max(sizes) == 2  # two 1.5 KB entries fit in 4 KB, not three
     s._client.close()
 
@@ -162,4 +162,22 @@ def test_full_queue_drops_new_entries_counted(tmp_path: Path) -> None:
     s = Shipper(cfg, Spool(tmp_path / "spool"), TokenSource("t"))
     s.add(_entries(8))
     assert s.queued == 5 and s.entries_dropped_queue == 3
+    s._client.close()
+
+
+def test_sealed_body_is_the_standard_batch_encoding(tmp_path: Path) -> None:
+    import msgspec
+    import zstandard
+
+    from kubeweir.entry import encode_batch
+
+    cfg = ShipperConfig(hub_url="https://127.0.0.1:9", node="node-a", max_batch_entries=20)
+    s = Shipper(cfg, Spool(tmp_path / "spool"), TokenSource("t"))
+    for n in (1, 15, 16, 20):  # msgpack fixarray and array16 headers
+        s.add(_entries(n))
+        batch, encoded = s._cut()
+        body = zstandard.ZstdDecompressor().decompress(s._seal(encoded))
+        assert body == encode_batch(batch, sniffer="node-a")
+        assert body == zstandard.ZstdDecompressor().decompress(s._encode(batch))
+        assert msgspec.msgpack.decode(body)["entries"][0]["id"] == batch[0].id
     s._client.close()

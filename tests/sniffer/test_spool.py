@@ -65,3 +65,21 @@ def test_adopt_takes_over_another_spools_batches(tmp_path: Path) -> None:
     assert s.pending_entries == 5 and len(s) == 2
     assert list((tmp_path / "spool" / "worker-3").iterdir()) == []
     assert Spool(tmp_path / "spool").pending_entries == 5  # durable under the new names
+
+
+def test_claim_hands_each_batch_to_one_sender_oldest_first(tmp_path: Path) -> None:
+    spool = Spool(tmp_path / "spool")
+    a = spool.put(b"a", 1)
+    b = spool.put(b"b", 2)
+    first = spool.claim()
+    second = spool.claim()
+    assert first is not None and second is not None
+    assert (first[0].name, first[1]) == (a.name, b"a")
+    assert (second[0].name, second[1]) == (b.name, b"b")
+    assert spool.claim() is None  # both held
+    spool.release(a)  # a failed POST gives it back: claimed again, still the oldest
+    again = spool.claim()
+    assert again is not None and again[0].name == a.name
+    spool.ack(a)
+    spool.ack(b)
+    assert len(spool) == 0 and spool.claim() is None and spool.oldest() is None
