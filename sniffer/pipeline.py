@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeweir.entry import Endpoint, Entry, tcp_entry_id, udp_entry_id
+from kubeweir.entry import Endpoint, Entry, udp_entry_id
 from sniffer.capture import CaptureError, PacketDecoder, ip_text, open_capture
 from sniffer.parsers import registry
 from sniffer.parsers.base import (
@@ -65,6 +65,11 @@ _YES = Verdict.YES
 _MORE = Verdict.MORE
 _STREAM_ID = struct.Struct("!IIH")
 _PORTS = struct.Struct("!HH")
+# kubeweir.entry.tcp_entry_id in two parts: (client ISN, server ISN, client port), index
+_TCP_ID = hashlib.blake2b(digest_size=12, person=b"kubeweir-tcp")
+_ID_CONN = struct.Struct("!IIH")
+_ID_INDEX = struct.Struct("!Q").pack
+_M32 = 0xFFFFFFFF
 
 
 class CaptureWarning(UserWarning):
@@ -338,7 +343,8 @@ class Pipeline:
         still counts in ``packets``/``bytes`` and moves the capture clock, so time-outs
         fall where they fall with one process."""
         # Pipeline.feed, inlined: this loop is the hot path of `kubeweir read`
-        owns = share.owns if share is not None else None
+        owned = share.cache if share is not None else None
+        owns = share.owns if share is not None else _owns_all
         out = self._out
         decode = self._decode
         packet = self._packet
@@ -357,8 +363,12 @@ class Pipeline:
                     self.advance(ts)
                     next_sweep = self._next_sweep
             if pkt is not None:
-                if owns is not None and not owns(pkt):
-                    continue
+                if owned is not None:
+                    mine = owned.get(pkt[1:5])
+                    if mine is None:
+                        mine = owns(pkt)
+                    if not mine:
+                        continue
                 if pkt[0] == 6:
                     packet(ts, pkt)
                 else:
@@ -680,7 +690,12 @@ class Pipeline:
                 person=b"kubeweir-tcps",
             ).hexdigest()
             conn.names = (ip_text(conn.client.ip), ip_text(conn.server.ip), c_isn, s_isn)
+            # tcp_entry_id's hash with the connection's part already in: a copy per entry
+            conn.id_hash = _TCP_ID.copy()
+            conn.id_hash.update(_ID_CONN.pack(c_isn & _M32, s_isn & _M32, conn.client.port))
         cip, sip, c_isn, s_isn = conn.names
+        id_hash = conn.id_hash
+        pack_index = _ID_INDEX
         cport = conn.client.port
         sport = conn.server.port
         out = self._out
@@ -692,6 +707,8 @@ class Pipeline:
             idx = conn.index
             conn.index = idx + 1
             end = ex.end
+            h = id_hash.copy()
+            h.update(pack_index(idx))  # == tcp_entry_id(c_isn, s_isn, cport, idx)
             if info is None:
                 src = Endpoint(ip=cip, port=cport)
                 dst = Endpoint(ip=sip, port=sport)
@@ -699,7 +716,7 @@ class Pipeline:
                 src = Endpoint(ip=cip, port=cport, **info(cip))
                 dst = Endpoint(ip=sip, port=sport, **info(sip))
             entry = Entry(
-                id=tcp_entry_id(c_isn, s_isn, cport, idx),
+                id=h.hexdigest(),
                 ts=ex.ts,
                 proto=ex.proto,
                 src=src,
@@ -821,6 +838,10 @@ class Pipeline:
             self._entries += 1
 
 
+def _owns_all(pkt: Any) -> bool:
+    return True
+
+
 class FlowShare:
     """Worker ``index`` of ``count`` reading one capture: owns a connection's (or UDP
     flow's) packets in both directions, decided the same way in every worker because
@@ -833,7 +854,7 @@ class FlowShare:
     CACHE = 1 << 16
     """Directional (src, dst, sport, dport) → owner answers cached; cleared when full."""
 
-    __slots__ = ("index", "count", "_dealt", "_cache")
+    __slots__ = ("index", "count", "_dealt", "cache")
 
     def __init__(self, index: int, count: int) -> None:
         if not 0 <= index < count:
@@ -841,7 +862,8 @@ class FlowShare:
         self.index = index
         self.count = count
         self._dealt: dict[tuple[bytes, int, bytes, int], int] = {}
-        self._cache: dict[tuple[Any, ...], bool] = {}
+        self.cache: dict[tuple[Any, ...], bool] = {}
+        """(src, dst, sport, dport) → owned, as ``owns`` answered (for inlined lookups)."""
 
     def owner(self, src: bytes, dst: bytes, sport: int, dport: int) -> int:
         """The worker that owns this flow (either direction)."""
@@ -859,11 +881,12 @@ class FlowShare:
     def owns(self, pkt: Any) -> bool:
         """Is this decoded packet (``PacketDecoder.decode``) one of this worker's?"""
         key = pkt[1:5]
-        mine = self._cache.get(key)
+        cache = self.cache
+        mine = cache.get(key)
         if mine is None:
-            if len(self._cache) >= self.CACHE:
-                self._cache.clear()
-            mine = self._cache[key] = self.owner(*key) == self.index
+            if len(cache) >= self.CACHE:
+                cache.clear()
+            mine = cache[key] = self.owner(*key) == self.index
         return mine
 
 

@@ -99,6 +99,7 @@ class Connection:
         "stream",
         "tries",
         "names",
+        "id_hash",
     )
 
     def __init__(self, ts: float) -> None:
@@ -121,6 +122,7 @@ class Connection:
         self.stream = ""
         self.tries = 0
         self.names: tuple[str, str, int, int] = ("", "", 0, 0)
+        self.id_hash: Any = None
 
     def isns(self) -> tuple[int, int]:
         """Client and server ISN (or first seen sequence number; 0 when never seen)."""
