@@ -135,7 +135,7 @@ def main() -> int:
             cap = TlsCapture(PipelineSettings(node="node-a"), sink)
             drained = {"n": 0}
 
-            def count_only(addr: int, size: int, _d: dict[str, int] = drained) -> None:
+            def count_only(raw: bytes, _d: dict[str, int] = drained) -> None:
                 _d["n"] += 1
 
             cap._on_event = count_only  # type: ignore[method-assign]

@@ -32,7 +32,6 @@ they never collide with the ``tcp`` entries of the same connection's ciphertext,
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import ipaddress
 import logging
@@ -56,6 +55,7 @@ from sniffer.tls.probes import (
     ADDR_PEER,
     CHUNK,
     DIR_WRITE,
+    EVENT_HEADER,
     HEADER_SIZE,
     KIND_ADDR,
     KIND_DATA,
@@ -63,7 +63,6 @@ from sniffer.tls.probes import (
     KIND_FREE,
     MAX_CHUNKS,
     Probes,
-    TlsEvent,
 )
 
 __all__ = ["TLS_INDEX_BASE", "IsnLookup", "TlsCapture", "TlsSettings"]
@@ -73,6 +72,8 @@ log = logging.getLogger("kubeweir.sniffer.tls")
 TLS_INDEX_BASE = 1 << 32
 POLL_MS = 20
 """Longest wait between ring drains (data events do not wake the reader)."""
+INODE_CHECK = 1.0
+"""Seconds between checks of a stream's socket inode on its data path."""
 _STREAM_ID = struct.Struct("!IIH")
 CLIENT = Direction.CLIENT
 SERVER = Direction.SERVER
@@ -377,71 +378,69 @@ class TlsCapture:
             self._sync_libs()
 
     # --- events -------------------------------------------------------------------------
-    def _on_event(self, addr: int, size: int) -> None:
-        ev = TlsEvent.from_address(addr)
-        if ev.kind == KIND_EXEC:
-            self._execs.put(int(ev.tgid))  # handled on the procs thread
+    def _on_event(self, raw: bytes) -> None:
+        """One ring record (header + data), copied out of the ring."""
+        ts_ns, ssl, kind, tgid, _tid, fd, d, length, off, size = EVENT_HEADER.unpack_from(raw)
+        if kind != KIND_DATA:
+            if kind == KIND_EXEC:
+                self._execs.put(tgid)  # handled on the procs thread
+            elif kind == KIND_ADDR:
+                self._on_addr(tgid, fd, d, raw[HEADER_SIZE:])
+            elif kind == KIND_FREE:
+                done = self._streams.get((tgid, ssl))
+                if done is not None:
+                    self._close_stream(done)
             return
-        if ev.kind == KIND_ADDR:
-            self._on_addr(ev, ctypes.string_at(addr + HEADER_SIZE, max(0, size - HEADER_SIZE)))
-            return
-        if ev.kind == KIND_FREE:
-            done = self._streams.get((int(ev.tgid), int(ev.ssl)))
-            if done is not None:
-                self._close_stream(done)
-            return
-        if ev.kind != KIND_DATA:
-            return
-        n = min(int(ev.size), max(0, size - HEADER_SIZE))
-        data = ctypes.string_at(addr + HEADER_SIZE, n)
-        self.c["events"] += 1
-        self.c["bytes"] += n
-        tgid, ssl = int(ev.tgid), int(ev.ssl)
-        ts = ev.ts_ns / 1e9 + self._clock
+        data = raw[HEADER_SIZE : HEADER_SIZE + size]
+        n = len(data)
+        c = self.c
+        c["events"] += 1
+        c["bytes"] += n
+        ts = ts_ns / 1e9 + self._clock
         # bytes of the call not carried by any event: unreadable, or past the per-call bound
-        length, off = int(ev.len), int(ev.off)
         gap = min(CHUNK, length - off) if n == 0 else 0
         end = off + (n or gap)
         if end >= CHUNK * MAX_CHUNKS and length > end:
             gap += length - end
         st = self._streams.get((tgid, ssl))
-        fd = int(ev.fd)
         if st is not None and st.conn is not None and fd >= 0:
-            # a freed SSL* address is soon reused for the next connection: a TLS connection
+            # a freed SSL* address is soon reused for the next connection. The SSL_free
+            # probe closes the stream first; should its event be lost, a TLS connection
             # never changes its fd, and with the same fd number the socket inode differs
-            # a TLS connection never changes its fd; with the same fd number, a new socket
-            # inode (or the accept/getpeername address event, see _on_addr) tells
+            # (looked at once a second per stream: a readlink per event costs) — or the
+            # accept/getpeername address event tells (see _on_addr)
             if fd != st.fd:
                 self._close_stream(st)
                 st = None
-            else:
+            elif ts - st.checked > INODE_CHECK:
+                st.checked = ts
                 inode = procs.socket_inode(tgid, fd)
                 if inode is not None and st.inode > 0 and inode != st.inode:
                     self._close_stream(st)
                     st = None
         if st is None:
-            st = self._streams[(tgid, ssl)] = _Stream(tgid, ssl, ts)
-            self.c["streams"] += 1
+            st = self._streams[(tgid, ssl)] = _Stream(tgid, ssl, ts, checked=ts)
+            c["streams"] += 1
         st.last = ts
         if st.conn is None:
             if fd < 0:
                 assert self.probes is not None
                 fd = self.probes.ssl_fd(tgid, ssl)
-            st.held.append((int(ev.dir), data, ts, gap))
+            st.held.append((d, data, ts, gap))
             st.held_bytes += n
             if fd < 0 or not self._resolve(st, fd):
                 if st.held_bytes > self.settings.max_pending_bytes:
-                    self.c["held_overflow_bytes"] += st.held_bytes
+                    c["held_overflow_bytes"] += st.held_bytes
                     st.held.clear()
                     st.held_bytes = 0
                 return
             held, st.held, st.held_bytes = st.held, [], 0
-            for d, b, t, g in held:
-                self._feed(st, d, b, t, g)
+            for hd, b, t, g in held:
+                self._feed(st, hd, b, t, g)
             return
-        self._feed(st, int(ev.dir), data, ts, gap)
+        self._feed(st, d, data, ts, gap)
 
-    def _on_addr(self, ev: TlsEvent, raw: bytes) -> None:
+    def _on_addr(self, tgid: int, fd: int, which: int, raw: bytes) -> None:
         family = int.from_bytes(raw[:2], "little") if len(raw) >= 2 else 0
         port = int.from_bytes(raw[2:4], "big") if len(raw) >= 4 else 0
         if family == socket.AF_INET and len(raw) >= 8:
@@ -454,10 +453,10 @@ class TlsCapture:
         if len(self._addrs) > 65536:
             for k in list(self._addrs)[:32768]:
                 del self._addrs[k]
-        key = (int(ev.tgid), int(ev.fd))
-        self._addrs.setdefault(key, {})[int(ev.dir)] = (ip, port)
+        key = (tgid, fd)
+        self._addrs.setdefault(key, {})[which] = (ip, port)
         st = self._by_fd.get(key)
-        if st is not None and st.conn is not None and ev.dir == ADDR_PEER:
+        if st is not None and st.conn is not None and which == ADDR_PEER:
             remote = (st.key[2], st.key[3]) if st.local_client else (st.key[0], st.key[1])
             if remote != (ip, port):
                 self._close_stream(st)  # the fd now names a new connection

@@ -14,13 +14,22 @@ import ctypes
 import logging
 import os
 import re
+import struct
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from sniffer.tls import prologue
 
-__all__ = ["HEADER", "SOURCE", "Probes", "TlsEvent", "TlsProbeError", "header_constants"]
+__all__ = [
+    "EVENT_HEADER",
+    "HEADER",
+    "SOURCE",
+    "Probes",
+    "TlsEvent",
+    "TlsProbeError",
+    "header_constants",
+]
 
 log = logging.getLogger("kubeweir.sniffer.tls")
 
@@ -88,6 +97,9 @@ class TlsEvent(ctypes.Structure):
 
 
 HEADER_SIZE = ctypes.sizeof(TlsEvent)
+EVENT_HEADER = struct.Struct("<QQIIIiIIII")
+"""The same header for ``unpack_from`` (ts_ns, ssl, kind, tgid, tid, fd, dir, len, off,
+size): one unpack instead of ctypes attribute reads, on the hot path."""
 
 
 class _SslKey(ctypes.Structure):
@@ -109,10 +121,12 @@ def ensure_tracefs() -> None:
 class Probes:
     """The loaded program, its maps, and the libraries it is attached to."""
 
-    def __init__(self, on_event: Callable[[int, int], None]) -> None:
-        """``on_event(address, size)`` is called from ``poll`` for each ring record."""
+    def __init__(self, on_event: Callable[[bytes], None]) -> None:
+        """``on_event(record)`` is called from ``poll`` for each ring record (header and
+        data, copied out of the ring)."""
         try:
             from bcc import BPF
+            from bcc.libbcc import _RINGBUF_CB_TYPE, lib
         except ImportError as exc:
             raise TlsProbeError(f"bcc is not importable ({exc}): install python3-bpfcc") from exc
         ensure_tracefs()
@@ -127,11 +141,23 @@ class Probes:
         """(st_dev, st_ino) → (path attached through, probe points attached)."""
         self.pids: frozenset[int] = frozenset()
 
-        def callback(_ctx: Any, data: Any, size: int) -> None:
-            on_event(int(ctypes.cast(data, ctypes.c_void_p).value or 0), size)
+        string_at = ctypes.string_at
 
-        self._callback = callback  # bcc keeps a ctypes wrapper; keep the function alive
-        self.bpf[b"events"].open_ring_buffer(callback)
+        def callback(_ctx: Any, data: int | None, size: int) -> int:
+            # straight from libbcc's ring reader (bcc's open_ring_buffer adds a Python
+            # wrapper frame per record)
+            try:
+                on_event(string_at(data or 0, size))
+            except Exception:  # noqa: BLE001 - an exception can't cross the C callback
+                log.exception("TLS event handling failed")
+            return 0
+
+        self._lib = lib
+        self._callback = _RINGBUF_CB_TYPE(callback)  # kept alive as long as the ring
+        self._ring = lib.bpf_new_ringbuf(self.bpf[b"events"].map_fd, self._callback, None)
+        if not self._ring:
+            self.bpf.cleanup()
+            raise TlsProbeError("the ring buffer of the OpenSSL uprobe program did not open")
 
     # --- libraries -------------------------------------------------------------------
     def attach(self, path: str) -> bool:
@@ -223,8 +249,8 @@ class Probes:
     def poll(self, timeout_ms: int) -> None:
         """Wait up to ``timeout_ms`` for a waking event (exec, address), then drain the
         ring (data events do not wake the reader)."""
-        self.bpf.ring_buffer_poll(timeout_ms)
-        self.bpf.ring_buffer_consume()
+        self._lib.bpf_poll_ringbuf(self._ring, timeout_ms)
+        self._lib.bpf_consume_ringbuf(self._ring)
 
     def counters(self) -> dict[str, int]:
         return {
@@ -235,4 +261,7 @@ class Probes:
     def close(self) -> None:
         for key in list(self.libs):
             self.detach(key)
+        if self._ring:
+            self._lib.bpf_free_ringbuf(self._ring)
+            self._ring = None
         self.bpf.cleanup()

@@ -40,3 +40,11 @@ def test_constants_from_header() -> None:
     assert {probes.DIR_READ, probes.DIR_WRITE} == {c["KW_TLS_READ"], c["KW_TLS_WRITE"]}
     assert len({probes.KIND_DATA, probes.KIND_EXEC, probes.KIND_ADDR, probes.KIND_FREE}) == 4
     assert sorted(probes.COUNTER_NAMES) == list(range(c["KW_TLS_COUNTERS"]))
+
+
+def test_struct_header_reads_the_ctypes_layout() -> None:
+    fields = [name for name, _ in probes.TlsEvent._fields_]
+    ev = probes.TlsEvent(*range(1, len(fields) + 1))
+    raw = bytes(ev) + b"data"
+    assert probes.EVENT_HEADER.size == probes.HEADER_SIZE
+    assert probes.EVENT_HEADER.unpack_from(raw) == tuple(range(1, len(fields) + 1))
