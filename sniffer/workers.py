@@ -33,7 +33,7 @@ STATS_EVERY = 1.0
 def worker_main(index: int, workers: int, settings_json: str, group: int,
                 conn: Connection) -> None:  # fmt: skip
     """Body of one worker process."""
-    from sniffer.agent import _redactor
+    from sniffer.agent import _redactor, tune_gc
     from sniffer.pipeline import Pipeline, PipelineSettings
     from sniffer.shipper import Shipper, ShipperConfig, TokenSource
     from sniffer.sources import RingConfig, open_source
@@ -115,6 +115,7 @@ def worker_main(index: int, workers: int, settings_json: str, group: int,
                 conn.send(("stats", snapshot()))
                 next_stats = now + STATS_EVERY
 
+    tune_gc()
     try:
         profiling.run_thread("capture", loop)
     finally:
