@@ -1,20 +1,32 @@
-"""Live capture: wrk between two pods, with nothing / tcpdump -w / the kubeweir sniffer.
+"""Live capture: wrk between two pods at fixed offered rates, sustained, with nothing /
+``tcpdump -w`` / the kubeweir sniffer (each capture source), against the real hub.
 
-    sudo .venv/bin/python -m benchmarks.live_capture [--duration 5] [--connections 1,2,4,8]
+    sudo flock /tmp/kw-bench.lock .venv/bin/python -m benchmarks.live_capture \
+        [--duration 20] [--rates 5000,10000,20000] [--sources afpacket,ebpf] [--ring-mb 64]
 
 A test node (netns pods on a bridge) runs Debian's nginx-light in one pod and wrk in
-another. For fixed-length runs at rising connection counts it measures the workload's own
-rate with no capture, with ``tcpdump -w`` on ``any`` (same filter), and with
-``kubeweir sniff`` for each capture source; for the sniffer it counts the entries the hub
-stored for the run (after the sniffer caught up) against wrk's count of completed
-requests, the kernel drops, and the sniffer's CPU. A separate part drives 100,000
-concurrent open flows (synthetic SYNs) through the Pipeline to measure RSS with the flow
-cap enforced. Prints a markdown section for BENCHMARKS.md.
+another. Debian's wrk has no ``-R``: the offered rate is fixed by pacing, a Lua ``delay()``
+of 1 ms between a connection's requests, and the number of connections (calibrated at the
+start from a paced run with no capture). Each run lasts ``--duration`` seconds, long enough
+that the kernel ring (``--ring-mb``, the agent's default 64 MiB) cannot hide a drain slower
+than the offered rate. For each run the sniffer is judged on what it did *during* the run
+and how far behind it was at the end: entries parsed and stored during the run, how long
+after wrk stopped the last entry was parsed / stored, kernel drops, and whether the hub
+ends up holding every request wrk completed. A rate is **sustained** when the hub holds
+them all, the kernel dropped nothing, and the sniffer had parsed everything within 2 s
+and the hub stored everything within 3 s of the end (batch age 1 s + ring block
+time-out + one POST). CPU is read from /proc for the sniffer and the hub, and per thread
+from the sniffer's ``kubeweir_sniffer_thread_cpu_total``. ``tcpdump -w`` runs at the same
+offered rates with the same filter. The Pipeline's own cost comes from replaying captured
+frames in-process (CPU time), so that the live path's overhead around it shows. A
+separate part drives 100,000 concurrent open flows (synthetic SYNs) through the Pipeline
+to measure RSS with the flow cap enforced. Prints a markdown section for BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import resource
@@ -31,7 +43,9 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 CLK = os.sysconf("SC_CLK_TCK")
-RING_MB = 256
+PACE_MS = 1
+PARSE_LAG_OK = 2.0
+STORE_LAG_OK = 3.0
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -49,9 +63,11 @@ def _rss_mib(pid: int) -> float:
 _WRK_REQ = re.compile(r"(\d+) requests in ([\d.]+)(\w+)")
 
 
-def wrk(client: Any, url: str, conns: int, duration: int) -> tuple[int, float]:
-    """(completed requests, requests/s) of one wrk run."""
-    out = client.exec("wrk", "-t1", f"-c{conns}", f"-d{duration}s", url,
+def wrk(client: Any, url: str, conns: int, duration: int,
+        pace: Path | None = None) -> tuple[int, float]:  # fmt: skip
+    """(completed requests, requests/s) of one wrk run; paced by ``pace`` (a Lua script)."""
+    script = ["-s", str(pace)] if pace is not None else []
+    out = client.exec("wrk", "-t1", f"-c{conns}", f"-d{duration}s", *script, url,
                       timeout=duration + 30).stdout  # fmt: skip
     m = _WRK_REQ.search(out)
     if m is None:
@@ -61,8 +77,8 @@ def wrk(client: Any, url: str, conns: int, duration: int) -> tuple[int, float]:
     return n, n / secs
 
 
-def tcpdump_run(client: Any, server: Any, url: str, conns: int, duration: int,
-                tmp: Path) -> tuple[int, float, int]:  # fmt: skip
+def tcpdump_run(client: Any, server: Any, url: str, conns: int, duration: int, tmp: Path,
+                pace: Path | None = None) -> tuple[int, float, int]:  # fmt: skip
     """wrk with ``tcpdump -w`` on any: (requests, rate, packets dropped by kernel)."""
     pcap = tmp / "tcpdump.pcap"
     proc = subprocess.Popen(
@@ -71,7 +87,7 @@ def tcpdump_run(client: Any, server: Any, url: str, conns: int, duration: int,
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
     )  # fmt: skip
     time.sleep(1.0)
-    n, rate = wrk(client, url, conns, duration)
+    n, rate = wrk(client, url, conns, duration, pace)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
@@ -85,16 +101,29 @@ def _metric(text: str, name: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def _thread_cpu(text: str) -> dict[str, float]:
+    """``kubeweir_sniffer_thread_cpu_total{thread=...}`` with the senders summed."""
+    out: dict[str, float] = {}
+    for name, value in re.findall(
+        r'^kubeweir_sniffer_thread_cpu_total\{thread="([^"]+)"\} ([\d.e+]+)$', text, re.M
+    ):
+        key = "sender" if name.startswith("sender") else name
+        out[key] = out.get(key, 0.0) + float(value)
+    return out
+
+
 class Sniffer:
     """``kubeweir sniff`` as a process of its own (its CPU measured apart)."""
 
-    def __init__(self, cluster: Any, capture: str, port: int, workers: int = 1) -> None:
+    def __init__(self, cluster: Any, capture: str, port: int, workers: int = 1,
+                 ring_mb: int = 64, profile: Path | None = None) -> None:  # fmt: skip
         from sniffer.testing.hub import INGEST_TOKEN
 
         self.listen = f"127.0.0.1:{port}"
         env = dict(os.environ, PYTHONPATH=str(REPO), KUBEWEIR_SNIFFER_TOKEN=INGEST_TOKEN,
-                   KUBEWEIR_SNIFFER_RING_MB=str(RING_MB),
-                   KUBEWEIR_SNIFFER_BATCH_ENTRIES="5000")  # fmt: skip
+                   KUBEWEIR_SNIFFER_RING_MB=str(ring_mb))  # fmt: skip
+        if profile is not None:
+            env["KUBEWEIR_SNIFFER_PROFILE_DIR"] = str(profile / capture)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kubeweir", "sniff", "--hub", cluster.hub.url,
              "--ca-file", str(cluster.hub.ca), "--node", "node-a",
@@ -138,11 +167,10 @@ class Sniffer:
 
     def cpu(self) -> float:
         """CPU seconds of the agent and its worker processes."""
-        total = _cpu_seconds(self.proc.pid)
-        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
-        for pid in children.read_text().split() if children.exists() else ():
+        total = 0.0
+        for pid in self._pids():
             try:
-                total += _cpu_seconds(int(pid))
+                total += _cpu_seconds(pid)
             except OSError:
                 pass
         return total
@@ -155,70 +183,86 @@ class Sniffer:
             self.proc.kill()
 
 
-def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, conns_list: list[int],
-                 duration: int, port: int, workers: int = 1) -> list[dict[str, Any]]:  # fmt: skip
-    snf = Sniffer(cluster, capture, port, workers)
-    if workers > 1:
-        capture = f"{capture} ×{workers}"
+def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, plan: list[tuple[int, int]],
+                 duration: int, port: int, pace: Path, workers: int = 1, ring_mb: int = 64,
+                 profile: Path | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """One sniffer process, a paced wrk run per (offered rate, connections) of ``plan``."""
+    snf = Sniffer(cluster, capture, port, workers, ring_mb, profile)
+    label = capture if workers == 1 else f"{capture} ×{workers}"
+    hub_pid = cluster.hub.proc.pid
     rows = []
     try:
-        for conns in conns_list:
+        for offered, conns in plan:
             before = cluster.hub.total()
             m0 = snf.metrics()
-            cpu0 = snf.cpu()
+            cpu0, hub0 = snf.cpu(), _cpu_seconds(hub_pid)
+            threads0 = _thread_cpu(m0)
+            entries0 = _metric(m0, "kubeweir_sniffer_entries_total")
             t0 = time.monotonic()
-            n, rate = wrk(client, url, conns, duration)
+            n, rate = wrk(client, url, conns, duration, pace)
             run_secs = time.monotonic() - t0
+            end = time.monotonic()
             cpu_run = snf.cpu() - cpu0
-            # let the sniffer drain its ring and the shipper its spool
-            stored = 0
+            parsed_in_run = _metric(snf.metrics(), "kubeweir_sniffer_entries_total") - entries0
+            stored_in_run = cluster.hub.total() - before
+            # then let the sniffer drain its ring and the shipper its spool
+            parse_lag: float | None = None
+            store_lag: float | None = None
             last: tuple[float, int] = (-1.0, -1)
             stable = 0
-            parsed_at: float | None = None
-            entries0 = _metric(m0, "kubeweir_sniffer_entries_total")
+            stored = stored_in_run
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
-                if parsed_at is None:
-                    made = _metric(snf.metrics(), "kubeweir_sniffer_entries_total") - entries0
-                    if made >= n:
-                        parsed_at = time.monotonic() - t0
+                text = snf.metrics()
+                if parse_lag is None and _metric(text, "kubeweir_sniffer_entries_total") \
+                        - entries0 >= n:  # fmt: skip
+                    parse_lag = time.monotonic() - end
                 stored = cluster.hub.total() - before
                 if stored >= n:
+                    store_lag = time.monotonic() - end
+                    if parse_lag is None:
+                        parse_lag = store_lag
                     time.sleep(2.0)  # stragglers: requests wrk had in flight at the end
                     stored = cluster.hub.total() - before
                     break
-                text = snf.metrics()
                 now = (_metric(text, "kubeweir_sniffer_packets_total"), stored)
                 idle = _metric(text, "kubeweir_sniffer_spool_batches") == 0
                 stable = stable + 1 if now == last and idle else 0
-                if stable >= 8:  # nothing captured, parsed or shipped for 4 s: done
+                if stable >= 8:  # nothing captured, parsed or shipped for 2 s: done
                     break
                 last = now
-                time.sleep(0.5)
-            catch_up = time.monotonic() - t0 - run_secs
+                time.sleep(0.25)
             cpu_total = snf.cpu() - cpu0
+            hub_cpu = _cpu_seconds(hub_pid) - hub0
             m1 = snf.metrics()
+            threads1 = _thread_cpu(m1)
+            threads = {k: v - threads0.get(k, 0.0) for k, v in threads1.items()}
             drops = _metric(m1, "kubeweir_sniffer_kernel_drops_total") - _metric(
                 m0, "kubeweir_sniffer_kernel_drops_total")  # fmt: skip
+            complete = stored >= n
+            sustained = (complete and drops == 0 and parse_lag is not None
+                         and parse_lag <= PARSE_LAG_OK and store_lag is not None
+                         and store_lag <= STORE_LAG_OK)  # fmt: skip
+            per_k = 1000 / max(1, n)
             rows.append({
-                "capture": capture, "conns": conns, "wrk": n, "rate": rate, "stored": stored,
-                "complete": stored >= n, "kernel_drops": int(drops),
-                "cpu": cpu_run, "cpu_total": cpu_total,
-                "cpu_per_krps": cpu_total / max(1, stored) * 1000,
-                "sustained": stored / (run_secs + max(0.0, catch_up)),
-                "parse_rate": n / parsed_at if parsed_at else 0.0,
-                "catch_up": max(0.0, catch_up), "rss": snf.rss(),
-                "load": os.getloadavg()[0],
+                "capture": label, "offered": offered, "conns": conns, "wrk": n, "rate": rate,
+                "stored": stored, "complete": complete, "sustained": sustained,
+                "kernel_drops": int(drops),
+                "parse_run": parsed_in_run / run_secs, "store_run": stored_in_run / run_secs,
+                "parse_lag": parse_lag, "store_lag": store_lag,
+                "cpu": cpu_run, "cpu_total": cpu_total, "cpu_per_k": cpu_total * per_k,
+                "threads_per_k": {k: v * per_k for k, v in threads.items()},
+                "hub_per_k": hub_cpu * per_k, "rss": snf.rss(), "load": os.getloadavg()[0],
             })  # fmt: skip
-            print(f"  {capture} c={conns}: wrk {n} ({rate:,.0f}/s) stored {stored} "
-                  f"drops {int(drops)} cpu {cpu_run:.1f}s catch-up {catch_up:.1f}s",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(f"  {label} {offered}/s c={conns}: wrk {n} ({rate:,.0f}/s) stored {stored} "
+                  f"drops {int(drops)} parse lag {parse_lag} store lag {store_lag} "
+                  f"cpu {cpu_total:.1f}s", file=sys.stderr, flush=True)  # fmt: skip
     finally:
         snf.stop()
     return rows
 
 
-def replay_profile(client: Any, server: Any, url: str, duration: int = 2) -> dict[str, Any]:
+def replay_profile(client: Any, server: Any, url: str, duration: int = 1) -> dict[str, Any]:
     """Where the sniffer's time goes: frames of a wrk run captured once (AF_PACKET ring),
     then replayed through the Pipeline with and without redaction, and profiled."""
     import cProfile
@@ -244,13 +288,14 @@ def replay_profile(client: Any, server: Any, url: str, duration: int = 2) -> dic
     out: dict[str, Any] = {"frames": len(frames)}
     for label, redact in (("plain", None), ("redacted", redaction.default_engine().apply)):
         pipe = Pipeline(PipelineSettings(redact=redact, endpoint_info=lambda ip: info))
-        t0 = time.perf_counter()
+        t0 = time.process_time()  # CPU time: the machine is shared
         for ts, lt, fr in frames:
             pipe.feed(ts, lt, fr)
         pipe.close()
         n = len(pipe.take())
-        dt = time.perf_counter() - t0
-        out[label] = {"entries": n, "entries_s": n / dt, "frames_s": len(frames) / dt}
+        dt = time.process_time() - t0
+        out[label] = {"entries": n, "entries_s": n / dt, "frames_s": len(frames) / dt,
+                      "us_per_entry": dt / max(1, n) * 1e6}  # fmt: skip
     pipe = Pipeline(PipelineSettings(redact=redaction.default_engine().apply,
                                      endpoint_info=lambda ip: info))  # fmt: skip
     prof = cProfile.Profile()
@@ -313,16 +358,57 @@ def flows_in_fresh_process() -> dict[str, Any]:
     return result
 
 
+def calibrate(client: Any, url: str, pace: Path, conns: int = 16, secs: int = 3) -> float:
+    """Requests/s one paced connection makes (no capture running)."""
+    return wrk(client, url, conns, secs, pace)[1] / conns
+
+
+def profile_summary(directory: Path) -> dict[str, dict[str, float]]:
+    """Share of each busy thread's profiled time by area (cProfile dumps of the sniffer)."""
+    import pstats
+
+    out: dict[str, dict[str, float]] = {}
+    for dump in sorted(directory.glob("*.prof")):
+        thread = dump.name.rsplit("-", 1)[0]
+        by_area: dict[str, float] = {}
+        total = 0.0
+        for (file, _, fn), (_, _, tt, _, _) in pstats.Stats(str(dump)).stats.items():  # type: ignore[attr-defined]
+            if "poll" in fn or "acquire" in fn or fn.startswith("<method 'read' of '_ssl"):
+                continue  # waiting (for packets, the queue, the hub), not working
+            total += tt
+            rel = file.split("/work/main/")[-1] if "/work/main/" in file else file
+            area = ("redaction" if rel.startswith("redaction/") else
+                    "parsers" if rel.startswith("sniffer/parsers/") else
+                    "reassembly" if rel.startswith("sniffer/reassembly") else
+                    "decode" if rel.startswith("sniffer/capture/") else
+                    "pipeline" if rel.startswith("sniffer/pipeline") else
+                    "ring read" if rel.startswith("sniffer/sources/") else
+                    "agent loop" if rel.startswith(("sniffer/agent", "sniffer/profiling")) else
+                    "shipper" if rel.startswith(("sniffer/shipper", "sniffer/spool")) else
+                    "entry model" if rel.startswith("kubeweir/") else
+                    "http client" if ("httpx" in rel or "httpcore" in rel or "h11" in rel
+                                      or "_ssl" in fn) else
+                    "builtins / other")  # fmt: skip
+            by_area[area] = by_area.get(area, 0.0) + tt
+        if total:
+            prev = out.setdefault(thread, {})
+            for k, v in by_area.items():
+                prev[k] = prev.get(k, 0.0) + v / total
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=5)
-    ap.add_argument("--connections", default="1,2,4,8,16")
+    ap.add_argument("--duration", type=int, default=20, help="seconds per wrk run")
+    ap.add_argument("--rates", default="5000,10000,20000", help="offered requests/s")
     ap.add_argument("--sources", default="afpacket,ebpf")
+    ap.add_argument("--ring-mb", type=int, default=64, help="the sniffer's kernel ring")
     ap.add_argument("--skip-flows", action="store_true")
     ap.add_argument("--workers", type=int, default=1, help="capture worker processes")
+    ap.add_argument("--profile", type=Path, help="cProfile the sniffer's threads into DIR")
     ap.add_argument("--only-flows", action="store_true", help="just the 100k-flow RSS part")
     args = ap.parse_args()
-    conns_list = [int(c) for c in args.connections.split(",")]
+    rates = [int(r) for r in args.rates.split(",")]
     if args.only_flows:
         f = flows_in_fresh_process()
         print(_flows_line(f))
@@ -339,11 +425,14 @@ def main() -> None:
         return
     cleanup_leftovers()
     load = os.getloadavg()
-    baseline: dict[int, float] = {}
+    alone: dict[int, tuple[int, float]] = {}
     with_tcpdump: dict[int, tuple[int, float, int]] = {}
     rows: list[dict[str, Any]] = []
+    profiles: dict[str, dict[str, dict[str, float]]] = {}
     with TemporaryDirectory() as td, TestNode("node-a") as node, KubeAPI() as kube:
         tmp = Path(td)
+        pace = tmp / "pace.lua"
+        pace.write_text(f"function delay()\n  return {PACE_MS}\nend\n")
         hub = HubProcess(tmp / "hub").start()
         try:
             cluster = Cluster(node, kube, hub, tmp)
@@ -352,80 +441,115 @@ def main() -> None:
             server.nginx(80)
             url = f"http://{server.ip}/"
             cluster.set_rules(namespaces=["bench"])
-            for conns in conns_list:
-                baseline[conns] = wrk(client, url, conns, args.duration)[1]
-                with_tcpdump[conns] = tcpdump_run(client, server, url, conns, args.duration, tmp)
-                print(f"  c={conns}: alone {baseline[conns]:,.0f}/s, tcpdump "
-                      f"{with_tcpdump[conns][1]:,.0f}/s drops {with_tcpdump[conns][2]}",
+            per_conn = calibrate(client, url, pace)
+            plan = [(r, max(1, math.ceil(r / per_conn))) for r in rates]
+            print(f"  one paced connection: {per_conn:,.0f} req/s; plan {plan}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            for offered, conns in plan:
+                alone[offered] = wrk(client, url, conns, args.duration, pace)
+                with_tcpdump[offered] = tcpdump_run(client, server, url, conns, args.duration,
+                                                    tmp, pace)  # fmt: skip
+                print(f"  {offered}/s c={conns}: alone {alone[offered][1]:,.0f}/s, tcpdump "
+                      f"{with_tcpdump[offered][1]:,.0f}/s drops {with_tcpdump[offered][2]}",
                       file=sys.stderr, flush=True)  # fmt: skip
             profile = replay_profile(client, server, url)
             for i, src in enumerate(args.sources.split(",")):
-                rows += sniffer_runs(cluster, client, url, src, conns_list, args.duration,
-                                     19400 + i, args.workers)  # fmt: skip
+                rows += sniffer_runs(cluster, client, url, src, plan, args.duration, 19400 + i,
+                                     pace, args.workers, args.ring_mb, args.profile)  # fmt: skip
+                if args.profile is not None:
+                    profiles[src] = profile_summary(args.profile / src)
         finally:
             hub.kill()
     flows = None if args.skip_flows else flows_in_fresh_process()
-    report(args, load, baseline, with_tcpdump, rows, flows, profile)
+    report(args, load, per_conn, plan, alone, with_tcpdump, rows, flows, profile, profiles)
 
 
-def report(args: Any, load: tuple[float, float, float], baseline: dict[int, float],
+def _lag(v: float | None) -> str:
+    return "never" if v is None else f"{v:.1f}"
+
+
+def report(args: Any, load: tuple[float, float, float], per_conn: float,
+           plan: list[tuple[int, int]], alone: dict[int, tuple[int, float]],
            with_tcpdump: dict[int, tuple[int, float, int]], rows: list[dict[str, Any]],
-           flows: dict[str, Any] | None, profile: dict[str, Any]) -> None:  # fmt: skip
+           flows: dict[str, Any] | None, profile: dict[str, Any],
+           profiles: dict[str, dict[str, dict[str, float]]]) -> None:  # fmt: skip
+    sources = args.sources.split(",")
+    labels = [s if args.workers == 1 else f"{s} ×{args.workers}" for s in sources]
     print("## Live capture: wrk between two pods (benchmarks/live_capture.py)\n")
-    print(f"`sudo .venv/bin/python -m benchmarks.live_capture --duration {args.duration} "
-          f"--connections {args.connections} --sources {args.sources} "
-          f"--workers {args.workers}` — {os.cpu_count()} cores shared with the other "
-          f"engineers (load average at start {load[0]:.1f}); nginx-light in one pod, wrk "
-          "(-t1, keep-alive) in another, kubeweir sniffer and hub as separate processes, "
-          "capture on `any` filtered to the nginx pod.\n")  # fmt: skip
-    print(
-        "| conns | wrk alone req/s | with `tcpdump -w` req/s (kernel drops) | "
-        + " | ".join(f"with kubeweir {s} req/s" for s in args.sources.split(","))
-        + " |"
-    )
-    print("|---:|---:|---:|" + "---:|" * len(args.sources.split(",")))
-    for conns, rate in baseline.items():
-        cells = [f"{conns}", f"{rate:,.0f}",
-                 f"{with_tcpdump[conns][1]:,.0f} ({with_tcpdump[conns][2]})"]  # fmt: skip
-        for s in args.sources.split(","):
-            s = s if args.workers == 1 else f"{s} ×{args.workers}"
-            r = next((x for x in rows if x["capture"] == s and x["conns"] == conns), None)
+    print(f"`sudo flock /tmp/kw-bench.lock .venv/bin/python -m benchmarks.live_capture "
+          f"--duration {args.duration} --rates {args.rates} --sources {args.sources} "
+          f"--ring-mb {args.ring_mb} --workers {args.workers}` — {os.cpu_count()} cores "
+          f"shared with the other engineers (load average at start {load[0]:.1f}, "
+          f"{load[1]:.1f}, {load[2]:.1f}); nginx-light in one pod, wrk (-t1, keep-alive, "
+          f"each connection paced by a Lua `delay()` of {PACE_MS} ms: one connection made "
+          f"{per_conn:,.0f} req/s in calibration) in another; the kubeweir sniffer "
+          f"({args.ring_mb} MiB ring) and the hub are separate processes; capture on `any` "
+          f"filtered to the nginx pod; {args.duration} s per run.\n")  # fmt: skip
+    print("| offered req/s | conns | wrk alone req/s | with `tcpdump -w` req/s (kernel drops) | "
+          + " | ".join(f"with kubeweir {s} req/s" for s in labels) + " |")  # fmt: skip
+    print("|---:|---:|---:|---:|" + "---:|" * len(labels))
+    for offered, conns in plan:
+        cells = [f"{offered:,}", f"{conns}", f"{alone[offered][1]:,.0f}",
+                 f"{with_tcpdump[offered][1]:,.0f} ({with_tcpdump[offered][2]})"]  # fmt: skip
+        for s in labels:
+            r = next((x for x in rows if x["capture"] == s and x["offered"] == offered), None)
             cells.append(f"{r['rate']:,.0f}" if r else "-")
         print("| " + " | ".join(cells) + " |")
     print(
-        "\nRecorded by kubeweir (entries stored in the hub for the run vs wrk's completed "
-        "requests; a run is complete when nothing is missing, stored ≥ wrk's count: the "
-        "hub also holds the few requests wrk had in flight when it stopped counting, and "
-        "entry ids are unique, so nothing is stored twice):\n"
+        "\nRecorded by kubeweir. *During the run*: entries/s the sniffer parsed and the hub "
+        "stored while wrk ran. *Lag*: seconds after wrk stopped until the sniffer had "
+        "parsed / the hub had stored as many entries as wrk completed. *Sustained*: hub "
+        f"count ≥ wrk's, no kernel drop, lags ≤ {PARSE_LAG_OK:.0f} / {STORE_LAG_OK:.0f} s. "
+        "CPU in ms per 1,000 requests (= cores at 1,000 req/s ×1000); the sniffer's split by "
+        "thread: capture (ring read + Pipeline: decode, reassembly, parsers, redaction), "
+        "sealer (batching, msgpack, zstd, spool write), senders (HTTPS POST):\n"
     )
-    print("| source | conns | wrk requests | req/s | stored | complete | kernel drops | "
-          "catch-up s | sustained entries/s (parsed by the sniffer / stored by the hub) | "
-          "sniffer CPU s (run / total) | "
-          "cores per 1k req/s | sniffer RSS MiB | load avg |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| source | offered | wrk req/s | wrk requests | stored | kernel drops | "
+          "during the run: parsed / stored per s | lag s: parsed / stored | sustained | "
+          "sniffer CPU ms per 1k req | capture / sealer / senders | hub CPU ms per 1k req | "
+          "sniffer RSS MiB | load avg |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['capture']} | {r['conns']} | {r['wrk']:,} | {r['rate']:,.0f} | "
-              f"{r['stored']:,} | {'yes' if r['complete'] else '**no**'} | {r['kernel_drops']:,} "
-              f"| {r['catch_up']:.1f} | {r['parse_rate']:,.0f} / {r['sustained']:,.0f} | "
-              f"{r['cpu']:.1f} / "
-              f"{r['cpu_total']:.1f} | {r['cpu_per_krps']:.2f} | {r['rss']:.0f} | "
-              f"{r['load']:.1f} |")  # fmt: skip
-    for s in args.sources.split(","):
-        s = s if args.workers == 1 else f"{s} ×{args.workers}"
-        ok = [r["rate"] for r in rows if r["capture"] == s and r["complete"]]
-        best = max(ok) if ok else 0.0
-        print(f"\nHighest rate recorded completely with {s}: **{best:,.0f} req/s**.", end="")
+        t = r["threads_per_k"]
+        print(f"| {r['capture']} | {r['offered']:,} | {r['rate']:,.0f} | {r['wrk']:,} | "
+              f"{r['stored']:,} | {r['kernel_drops']:,} | {r['parse_run']:,.0f} / "
+              f"{r['store_run']:,.0f} | {_lag(r['parse_lag'])} / {_lag(r['store_lag'])} | "
+              f"{'yes' if r['sustained'] else '**no**'} | {r['cpu_per_k'] * 1000:.0f} | "
+              f"{t.get('capture', 0) * 1000:.0f} / {t.get('sealer', 0) * 1000:.1f} / "
+              f"{t.get('sender', 0) * 1000:.1f} | {r['hub_per_k'] * 1000:.0f} | "
+              f"{r['rss']:.0f} | {r['load']:.1f} |")  # fmt: skip
+    for s in labels:
+        ok = [r["rate"] for r in rows if r["capture"] == s and r["sustained"]]
+        full = [r["rate"] for r in rows if r["capture"] == s and r["complete"]
+                and r["kernel_drops"] == 0]  # fmt: skip
+        print(
+            f"\nHighest rate sustained with {s}: **{max(ok) if ok else 0:,.0f} req/s** "
+            f"(every request stored, no lag: {max(full) if full else 0:,.0f} req/s).",
+            end="",
+        )
     print("\n")
     p, r = profile["plain"], profile["redacted"]
     print(
-        f"Where the time goes: {profile['frames']:,} frames of a 2 s wrk run captured once, "
-        f"replayed through one Pipeline (one core): **{p['entries_s']:,.0f} entries/s** "
-        f"({p['frames_s']:,.0f} frames/s) without redaction, **{r['entries_s']:,.0f} "
-        f"entries/s** with the default redaction rules. Profile with redaction, share "
-        "of CPU by area: "
+        f"The Pipeline alone: {profile['frames']:,} frames of a 1 s wrk run captured once, "
+        f"replayed in-process (CPU time): **{p['us_per_entry']:.0f} µs per entry** "
+        f"({p['entries_s']:,.0f} entries/s of one core) without redaction, "
+        f"**{r['us_per_entry']:.0f} µs** ({r['entries_s']:,.0f}/s) with the default "
+        "redaction rules — against the sniffer's live capture thread in the table above "
+        "(the difference is the ring read and the agent's loop). Profile with redaction, "
+        "share of CPU by area: "
         + ", ".join(f"{k} {v:.0%}" for k, v in profile["profile"].items())
         + ".\n"
     )
+    for src, threads in profiles.items():
+        parts = []
+        for thread, areas in sorted(threads.items()):
+            top = ", ".join(f"{k} {v:.0%}" for k, v in sorted(areas.items(), key=lambda kv: -kv[1])
+                            if v >= 0.01)  # fmt: skip
+            parts.append(f"*{thread}*: {top}")
+        print(
+            f"Live profile of the {src} sniffer (cProfile per thread over all its runs, "
+            "waiting left out; cProfile inflates small calls): " + "; ".join(parts) + ".\n"
+        )
     if flows:
         print(_flows_line(flows))
 
