@@ -8,6 +8,7 @@ read.
 
 from __future__ import annotations
 
+import gc
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -233,6 +234,8 @@ def read(
         sys.exit(2)
     out = sys.stdout.buffer
     flush_each = out.isatty()
+    # what is loaded now lives to the end: the collector need not walk it again and again
+    gc.freeze()
     started = time.monotonic()
     progress: Any = None
     tick: Callable[[int], None] | None = None

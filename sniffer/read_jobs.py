@@ -25,19 +25,20 @@ import contextlib
 import dataclasses
 import gc
 import json
-import multiprocessing
 import os
 import resource
 import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
-from multiprocessing.connection import Connection, wait
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from kubeweir.entry import Entry
 from sniffer.capture import CaptureError, PacketDecoder, open_capture
 from sniffer.pipeline import FlowShare, Pipeline, PipelineSettings
+
+if TYPE_CHECKING:  # multiprocessing is imported when workers start, not for --jobs 1
+    from multiprocessing.connection import Connection
 
 __all__ = ["JobsResult", "WorkerFailed", "auto_jobs", "read_with_jobs"]
 
@@ -205,6 +206,9 @@ def read_with_jobs(
         max_flows=max(1, settings.max_flows // jobs),
         max_total_bytes=max(settings.max_flow_bytes, settings.max_total_bytes // jobs),
     )
+    import multiprocessing
+    from multiprocessing.connection import wait
+
     ctx = multiprocessing.get_context("fork")
     procs: list[Any] = []
     live: dict[Connection, int] = {}
@@ -214,7 +218,7 @@ def read_with_jobs(
     out.flush()  # a forked child must not inherit unwritten output
     sys.stdout.flush()
     sys.stderr.flush()
-    gc.freeze()  # the children don't copy the parent's pages by collecting them
+    gc.freeze()  # the children don't copy the parent's pages by collecting them (kept frozen)
     try:
         for i in range(jobs):
             r, w = ctx.Pipe(duplex=False)
@@ -258,7 +262,6 @@ def read_with_jobs(
                 elif kind == b"X":
                     failures[i] = msg[1:].decode(errors="replace")
     finally:
-        gc.unfreeze()
         for p in procs:
             if p.is_alive() and (live or failures):
                 p.terminate()
