@@ -9,6 +9,7 @@ read.
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -313,6 +314,11 @@ def _jobs(value: str, file: str, to_hub: bool) -> int:
                                  param_hint="--jobs")  # fmt: skip
     if to_hub and n > 1:
         raise click.BadParameter("--to-hub reads with one process", param_hint="--jobs")
+    if n > 1 and os.path.exists(file) and not os.path.isfile(file):
+        raise click.BadParameter(
+            f"{n} processes each read the file: {file} is not a regular file (use --jobs 1)",
+            param_hint="--jobs",
+        )
     return n
 
 

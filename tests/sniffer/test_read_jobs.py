@@ -157,6 +157,11 @@ def test_auto_jobs(tmp_path: Path) -> None:
     assert code == 2 and "--jobs" in err
     code, _, err = _run(small, "--jobs", "two")
     assert code == 2 and "--jobs" in err
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    assert auto_jobs(str(fifo)) == 1
+    code, _, err = _run(fifo, "--jobs", "2")
+    assert code == 2 and "not a regular file" in err
 
 
 def test_truncated_and_damaged_files_same_messages(tmp_path: Path) -> None:
