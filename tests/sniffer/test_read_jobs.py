@@ -152,7 +152,7 @@ def test_auto_jobs(tmp_path: Path) -> None:
     assert auto_jobs(str(tmp_path / "missing")) == 1
     big = tmp_path / "big.pcap"
     big.write_bytes(small.read_bytes() + b"\0" * (5 << 20))
-    assert auto_jobs(str(big)) == min(len(os.sched_getaffinity(0)), 8)
+    assert auto_jobs(str(big)) == min(len(os.sched_getaffinity(0)), 4)
     code, _, err = _run(small, "--jobs", "0")
     assert code == 2 and "--jobs" in err
     code, _, err = _run(small, "--jobs", "two")
