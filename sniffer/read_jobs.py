@@ -127,10 +127,12 @@ def _worker(
     flush_each: bool,
     progress: bool,
     conn: Connection,
+    parent: int,
 ) -> None:
     """Body of worker ``index``: its share of the file's flows, formatted, to ``conn``."""
     # Ctrl-C reaches the whole process group: the parent decides, workers don't die first
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent(parent)
     code = 0
     try:
         sink = _Blocks(conn)
@@ -162,6 +164,20 @@ def _worker(
             conn.close()
     # no interpreter teardown in a forked child (the parent's buffers and atexit hooks)
     os._exit(code)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: SIGTERM to this worker when the parent dies, however it dies (a killed
+    parent leaves no worker running on)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # elsewhere: a worker stops at its next write to the closed pipe
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _ticking(reader: Any, conn: Connection) -> Iterator[Any]:
@@ -226,7 +242,17 @@ def read_with_jobs(
             r, w = ctx.Pipe(duplex=False)
             p = ctx.Process(
                 target=_worker,
-                args=(i, jobs, path, per, write, flush_each, tick is not None and i == 0, w),
+                args=(
+                    i,
+                    jobs,
+                    path,
+                    per,
+                    write,
+                    flush_each,
+                    tick is not None and i == 0,
+                    w,
+                    os.getpid(),
+                ),  # fmt: skip
                 name=f"kubeweir-read-{i}",
                 daemon=True,
             )

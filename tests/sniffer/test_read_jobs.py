@@ -279,3 +279,16 @@ def test_ctrl_c_stops_everything(tmp_path: Path) -> None:
     assert proc.returncode != 0
     assert b"Traceback" not in err, err.decode()
     assert _gone(kids)
+
+
+def test_killed_parent_leaves_no_worker(tmp_path: Path) -> None:
+    p = g.write_http_benchmark(tmp_path / "b.pcap", 3000, connections=4)
+    proc = subprocess.Popen(_cmd(p), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    proc.stdout.readline()  # running, and blocked on the full pipe
+    kids = _children(proc.pid)
+    assert kids
+    proc.kill()
+    proc.wait(10)
+    proc.stdout.close()
+    assert _gone(kids)
