@@ -131,6 +131,7 @@ class Shipper:
     def add(self, entries: Iterable[Entry]) -> None:
         """Hand entries over (from the capture thread); never blocks."""
         q = self._queue
+        was_empty = not q
         added = 0
         for e in entries:
             if len(q) >= self.config.max_queue:
@@ -146,8 +147,14 @@ class Shipper:
             added += 1
         if added:
             self.entries_queued += added
-            with self._queue_cv:
-                self._queue_cv.notify()
+            # Wake the sealer only when it has something new to do: the first entry starts
+            # a batch's age clock, a full batch is sealed at once; in between it sleeps
+            # until the age is up (waking it on every hand-off cost the capture process
+            # a thread switch per ring read).
+            n = len(q)
+            if was_empty or n - added < self.config.max_batch_entries <= n:
+                with self._queue_cv:
+                    self._queue_cv.notify()
 
     @property
     def queued(self) -> int:
