@@ -19,7 +19,9 @@ Prints a markdown section for BENCHMARKS.md.
 from __future__ import annotations
 
 import argparse
+import os
 import re
+import resource
 import sys
 import threading
 import time
@@ -69,19 +71,60 @@ def _libs(pod: Any) -> set[str]:
     return procs.libssl_paths(pod.procs[0].pid)
 
 
-def wrk(client: Any, url: str, duration: int, delay_ms: float, script: Path) -> dict[str, float]:
+def _children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def _self_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _procs_cpu(pids: set[int]) -> float:
+    """utime + stime of ``pids`` (seconds; traps and BPF programs count as their stime)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def wrk(
+    client: Any, url: str, duration: int, delay_ms: float, script: Path, server: set[int]
+) -> dict[str, float]:
+    """One wrk run; CPU seconds of wrk, of the ``server`` pids and of this process (the
+    capture's threads) while it ran."""
     args = ["wrk", "-t2", f"-c{CONNS}", f"-d{duration}s", "--latency"]
     if delay_ms > 0:
         script.write_text(f"function delay() return {delay_ms:.3f} end\n")
         args += ["-s", str(script)]
+    c0, s0, n0 = _children_cpu(), _self_cpu(), _procs_cpu(server)
     out = client.exec(*args, url, timeout=duration + 30).stdout
+    wrk_cpu = _children_cpu() - c0
+    self_cpu, server_cpu = _self_cpu() - s0, _procs_cpu(server) - n0
     m = _WRK_REQ.search(out)
     lat = _WRK_LAT.search(out)
     if m is None or lat is None:
         raise RuntimeError(f"unexpected wrk output: {out}")
     n = int(m.group(1))
     secs = float(m.group(2)) * _UNIT.get(m.group(3), 1.0)
-    return {"requests": n, "rate": n / secs, "latency": float(lat.group(1)) * _UNIT[lat.group(2)]}
+    return {
+        "requests": n,
+        "rate": n / secs,
+        "latency": float(lat.group(1)) * _UNIT[lat.group(2)],
+        "workload_cpu": wrk_cpu + server_cpu,
+        "capture_cpu": self_cpu,
+    }
+
+
+def _loadavg() -> str:
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
@@ -103,6 +146,7 @@ def main() -> int:
     import redaction
 
     port = 8443
+    load0 = _loadavg()
     results: dict[tuple[str, str], dict[str, float]] = {}
     counts = {"entries": 0}
     lock = threading.Lock()
@@ -117,16 +161,21 @@ def main() -> int:
         nginx_tls(srv, Path(tmp), port)
         url = f"https://{srv.ip}:{port}/"
         script = Path(tmp) / "delay.lua"
-        delay = CONNS * 1000.0 / a.rate  # ms between requests on each connection
-        wrk(cli, url, 1, 0, script)  # warm up
+        nginx_pids = _pids_in(srv)
+        wrk(cli, url, 1, 0, script, nginx_pids)  # warm up
+        # wrk's delay() runs between a response and the next request of a connection: the
+        # period is latency + delay; calibrated so that the run without capture offers ≈ rate
+        period = CONNS * 1000.0 / a.rate
+        probe_run = wrk(cli, url, 2, period, script, nginx_pids)
+        delay = max(0.1, period - probe_run["latency"] * 1e3)
 
         def run_tracepoints_only(d: float) -> dict[str, float]:
             # the program loaded with its syscall/sched tracepoints, no uprobes attached
-            probes = Probes(lambda addr, size: None)
+            probes = Probes(lambda raw: None)
             try:
                 for pid in _pids_in(srv, cli):
                     probes.add_pid(pid)
-                return wrk(cli, url, a.duration, d, script)
+                return wrk(cli, url, a.duration, d, script, nginx_pids)
             finally:
                 probes.close()
 
@@ -147,7 +196,7 @@ def main() -> int:
                     cap.probes.add_pid(pid)  # type: ignore[union-attr]
                 for path in _libs(srv):
                     cap.probes.attach(path)  # type: ignore[union-attr]
-                r = wrk(cli, url, a.duration, d, script)
+                r = wrk(cli, url, a.duration, d, script, nginx_pids)
                 r["events"] = drained["n"]
             finally:
                 cap.stop()
@@ -164,8 +213,10 @@ def main() -> int:
                     time.sleep(0.1)
                 with lock:
                     counts["entries"] = 0
-                r = wrk(cli, url, a.duration, d, script)
+                r = wrk(cli, url, a.duration, d, script, nginx_pids)
+                s0 = _self_cpu()
                 time.sleep(2.0)  # let the capture drain
+                r["capture_cpu"] += _self_cpu() - s0
                 c = cap.counters
             finally:
                 cap.stop()
@@ -179,7 +230,7 @@ def main() -> int:
         for _ in range(a.reps):
             for load, d in (("fixed", delay), ("full", 0.0)):
                 for mode, fn in (
-                    ("off", lambda d: wrk(cli, url, a.duration, d, script)),
+                    ("off", lambda d: wrk(cli, url, a.duration, d, script, nginx_pids)),
                     ("tracepoints", run_tracepoints_only),
                     ("probes", run_probes_only),
                     ("on", run_capture),
@@ -201,12 +252,15 @@ def main() -> int:
         "capture (parsing, redaction, entries)."
     )
     out.append("")
-    out.append("| load | capture | requests/s | mean latency | entries / (2 × requests) |")
-    out.append("|---|---|---|---|---|")
+    out.append(
+        "| load | capture | requests/s | mean latency | nginx+wrk CPU µs/request "
+        "| capture CPU µs/request | entries / (2 × requests) |"
+    )
+    out.append("|---|---|---|---|---|---|---|")
     for load in ("fixed", "full"):
         for mode in ("off", "tracepoints", "probes", "on"):
             r = results[(load, mode)]
-            label = f"offered {a.rate:,.0f}/s" if load == "fixed" else "full speed"
+            label = f"offered ≈ {a.rate:,.0f}/s" if load == "fixed" else "full speed"
             frac = (
                 f"{r['entries'] / (2 * r['requests']):.3f} (ring full: {int(r['ring_full'])})"
                 if mode == "on"
@@ -216,8 +270,11 @@ def main() -> int:
                 if mode == "tracepoints"
                 else "—"
             )
+            wl = r["workload_cpu"] / r["requests"] * 1e6
+            cp = r["capture_cpu"] / r["requests"] * 1e6
             out.append(
-                f"| {label} | {mode} | {r['rate']:,.0f} | {r['latency'] * 1e3:.2f} ms | {frac} |"
+                f"| {label} | {mode} | {r['rate']:,.0f} | {r['latency'] * 1e3:.2f} ms "
+                f"| {wl:.0f} | {cp:.0f} | {frac} |"
             )
     f_off, f_on = results[("fixed", "off")], results[("fixed", "on")]
     u_off, u_on = results[("full", "off")], results[("full", "on")]
@@ -230,7 +287,23 @@ def main() -> int:
     overhead = max(0.0, 1 - f_on["rate"] / f_off["rate"])
     bar = "met" if overhead <= 0.15 else "NOT met"
     out.append(f"Bar (≤ 15 % overhead at {a.rate:,.0f} requests/s): **{bar}** "
-               f"({overhead * 100:.1f} % fewer requests/s).")  # fmt: skip
+               f"({overhead * 100:.1f} % fewer requests/s; without capture the pair did "
+               f"{f_off['rate']:,.0f}/s, wrk delay {delay:.2f} ms per connection).")  # fmt: skip
+
+    def per_req(r: dict[str, float], key: str) -> float:
+        return r[key] / r["requests"] * 1e6
+
+    base = per_req(f_off, "workload_cpu")
+    extra_wl = per_req(f_on, "workload_cpu") - base
+    extra_cap = per_req(f_on, "capture_cpu") - per_req(f_off, "capture_cpu")
+    out.append(
+        f"CPU at the offered rate: nginx+wrk {base:.0f} µs/request without capture; with it "
+        f"+{extra_wl:.0f} µs in the workload (traps, BPF programs) and +{extra_cap:.0f} µs "
+        f"in the capture process (parsing, redaction): {pct(base + extra_wl + extra_cap, base)} "
+        "CPU per request."
+    )
+    out.append("")
+    out.append(f"Load average (1/5/15 min) before: {load0}, after: {_loadavg()}.")
     out.append("")
     out.append("Command: `sudo .venv/bin/python -m benchmarks.tls_capture --duration 4 --reps 2`")
     sys.stdout.write("\n".join(out) + "\n")

@@ -74,6 +74,9 @@ POLL_MS = 20
 """Longest wait between ring drains (data events do not wake the reader)."""
 INODE_CHECK = 1.0
 """Seconds between checks of a stream's socket inode on its data path."""
+TCP_TABLE_TTL = 0.5
+"""Seconds a read of a namespace's TCP table answers for sockets it holds."""
+_TcpTable = tuple[dict[int, procs.TcpSocket], set[int]]
 _STREAM_ID = struct.Struct("!IIH")
 CLIENT = Direction.CLIENT
 SERVER = Direction.SERVER
@@ -182,6 +185,7 @@ class TlsCapture:
         self._ready: list[Entry] = []
         self._parked: list[_Stream] = []
         self._by_fd: dict[tuple[int, int], _Stream] = {}
+        self._tcp_tables: dict[int, tuple[float, dict[int, procs.TcpSocket], set[int]]] = {}
         self._addrs: dict[tuple[int, int], dict[int, tuple[str, int]]] = {}
         """(tgid, fd) → {ADDR_PEER/ADDR_LOCAL: (ip, port)} from the kernel's ADDR events."""
         self.c: dict[str, int] = {
@@ -461,9 +465,22 @@ class TlsCapture:
             if remote != (ip, port):
                 self._close_stream(st)  # the fd now names a new connection
 
+    def _tcp_table(self, tgid: int, inode: int | None) -> _TcpTable:
+        """``tgid``'s namespace's TCP table: a recent read when it has ``inode`` (many new
+        connections at once resolve from one read of ``/proc/PID/net/tcp``), else fresh."""
+        now = time.monotonic()
+        hit = self._tcp_tables.get(tgid)
+        if hit is not None and now - hit[0] < TCP_TABLE_TTL and inode in hit[1]:
+            return hit[1], hit[2]
+        if len(self._tcp_tables) > 256:
+            self._tcp_tables.clear()
+        table, listening = procs.tcp_sockets(tgid)
+        self._tcp_tables[tgid] = (now, table, listening)
+        return table, listening
+
     def _resolve(self, st: _Stream, fd: int) -> bool:
         inode = procs.socket_inode(st.tgid, fd)
-        table, listening = procs.tcp_sockets(st.tgid)
+        table, listening = self._tcp_table(st.tgid, inode)
         sock = table.get(inode) if inode is not None else None
         if sock is not None:
             local, remote = (sock.local_ip, sock.local_port), (sock.remote_ip, sock.remote_port)

@@ -38,7 +38,7 @@ import os
 import struct
 from dataclasses import dataclass
 
-__all__ = ["ProbePoint", "first_emulated", "plan"]
+__all__ = ["ElfError", "ProbePoint", "first_emulated", "functions", "plan"]
 
 _X86_64 = os.uname().machine == "x86_64"
 
@@ -183,6 +183,11 @@ def _point(elf: _Elf | None, what: str, vaddr: int, entry: str, ret: bool) -> Pr
     code = elf.code(vaddr, 16) if elf is not None else b""
     off = first_emulated(code) if _X86_64 else None
     return ProbePoint(what, vaddr + (off or 0), entry, ret, off is not None)
+
+
+def functions(path: str, names: set[str]) -> dict[str, tuple[int, int]]:
+    """Exported functions of an ELF file among ``names``: name → (virtual address, size)."""
+    return _Elf(path).funcs(names)
 
 
 def plan(path: str) -> list[ProbePoint]:
