@@ -2,8 +2,9 @@
 
 Kubeshark and Pixie read HTTPS where the TLS library handles it; so does this package.
 ``openssl.bpf.c`` (event layout in ``tls_event.h``) puts entry and return uprobes on
-``SSL_read``, ``SSL_read_ex``, ``SSL_write`` and ``SSL_write_ex`` (and an entry probe on
-``SSL_free``, which ends a connection's stream) of every ``libssl.so.3``
+``SSL_read``, ``SSL_read_ex``, ``SSL_write`` and ``SSL_write_ex`` — on the internal
+function both forms share, when the library's code shows it (``prologue.py``) — and an
+entry probe on ``SSL_free`` (which ends a connection's stream) of every ``libssl.so.3``
 / ``libssl.so.1.1`` that a targeted pod's processes use — each process's own file,
 through ``/proc/PID/root``, so containers with their own OpenSSL work — and reports the
 plaintext of each call (16 KiB per event, up to 64 KiB per call, the true length always)
@@ -27,13 +28,20 @@ What ``--tls`` needs from the node (DaemonSet pod spec):
 - Kernel: uprobes (``CONFIG_UPROBE_EVENTS``), ``CONFIG_BPF_EVENTS``, syscall tracepoints
   (``CONFIG_FTRACE_SYSCALLS``), BPF ring buffer (5.8+).
 
-Cost: the probes sit on the libssl *file*, so every process mapping it takes the uprobe
-trap on each SSL call (targeted or not; the ``targets`` check comes after the trap), and
-each traced call takes two (entry + return). On this machine (a VM) a trap costs tens of
-microseconds: ``benchmarks/tls_capture.py`` measures it (BENCHMARKS.md) — the overhead bar
-is not met here. Attaching per process (perf ``pid`` filter, breakpoints only in targeted
-processes) would spare untargeted workloads, at the price of a probe set per process and
-a race with short-lived programs; not done.
+Cost: a uprobe hit is a trap into the kernel. Where the probed instruction is one the
+kernel emulates (``push``, ``call``, jumps) that is ≈ 0.6 µs here, ≈ 2 µs per SSL call with
+the return probe and this program copying the data; where it must single-step the
+instruction out of line (OpenSSL 3.0's ``SSL_read`` starts with ``sub $0x18,%rsp``) a
+second trap follows (``#DB``), and on this VM a hit then costs ≈ 25 µs.
+``prologue.plan`` therefore attaches at points the kernel emulates (OpenSSL's
+``ssl_read_internal``/``ssl_write_internal``, which start with ``push``; past ``endbr64``
+and ``test``) and says in the log which probes, if any, are still single-stepped
+(``benchmarks/tls_trap_cost.py``, BENCHMARKS.md). The probes sit on the libssl *file*, so
+every process mapping it takes the trap on each SSL call, targeted or not (the
+``targets`` check comes after the trap): ≈ 1 µs per call for untargeted processes.
+Attaching per process (perf ``pid`` filter, breakpoints only in targeted processes) would
+spare them, at the price of a probe set per process, attached and detached as processes
+come and go (a window for new ones); not done.
 
 Limits: statically linked TLS (Go's crypto/tls, BoringSSL in Envoy, rustls) is not
 OpenSSL's ``libssl`` and is not seen; a program in a new pod that starts speaking TLS

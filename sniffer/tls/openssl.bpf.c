@@ -1,4 +1,6 @@
 // kubeweir TLS plaintext: uprobes on OpenSSL's SSL_read/SSL_write (and the _ex forms).
+// Where prologue.py finds it, the probes sit on the internal function both forms call
+// (ssl_read_internal(s, buf, num, &readbytes)): the _ex entry programs, one event per call.
 //
 // Only targeted processes are read: their tgids sit in `targets`, filled by user space
 // (processes in the targeted pods' network namespaces) and inherited by forked children

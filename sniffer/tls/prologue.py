@@ -3,11 +3,11 @@
 A uprobe replaces an instruction with ``int3``. When the probe fires the kernel must then
 run the displaced instruction: a few instructions (``push``, ``call``, ``jmp``, ``jcc``,
 ``nop``) it *emulates*; every other one it copies to a page of its own and single-steps,
-which takes a second trap (``#DB``). Under a hypervisor that intercepts ``#DB`` (KVM
-always does; nested, as on this Firecracker VM, each intercept is tens of µs) that second
-trap is the whole cost: measured here ≈ 23 µs per probe hit when single-stepping against
-≈ 0.5 µs when emulated (``benchmarks/tls_trap_cost.py``). OpenSSL 3.0's ``SSL_read``
-starts with ``sub $0x18,%rsp`` — single-stepped.
+which takes a second trap (``#DB``). On this Firecracker VM that second trap is the
+whole cost — likely because the hypervisor intercepts ``#DB`` (KVM does) — measured
+≈ 25 µs per probe hit when single-stepping against ≈ 0.6 µs when emulated
+(``benchmarks/tls_trap_cost.py``). OpenSSL 3.0's ``SSL_read`` starts with
+``sub $0x18,%rsp`` — single-stepped.
 
 So, per file (from its ELF dynamic symbols and the first bytes of the functions):
 
