@@ -20,7 +20,7 @@ import msgspec
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kubeweir.entry import Entry
+from kubeweir.entry import Endpoint, Entry
 
 __all__ = [
     "ARROW_SCHEMA",
@@ -159,14 +159,43 @@ def _split_body(msg: dict[str, Any]) -> tuple[bytes, bytes | None]:
         meta = _json.encode(msg)
     finally:
         msg["body"] = body
+    return meta, _body_bytes(body, msg.get("body_encoding"))
+
+
+def _body_bytes(body: Any, encoding: Any) -> bytes | None:
     if not isinstance(body, str) or not body:
-        return meta, None
-    if msg.get("body_encoding") == "base64":
+        return None
+    if encoding == "base64":
         try:
-            return meta, base64.b64decode(body, validate=True)
+            return base64.b64decode(body, validate=True)
         except ValueError:
             pass  # not base64 after all: keep the text as sent
-    return meta, body.encode("utf-8", "surrogatepass")
+    return body.encode("utf-8", "surrogatepass")
+
+
+def _maps_and_bodies(msgs: list[dict[str, Any]]) -> tuple[pa.Array, pa.Array]:
+    """The request (or response) maps as JSON without their bodies, and the bodies as
+    bytes: ``_split_body`` for a whole column, with the bodies taken out of every map
+    (and put back, as their last key) around one C-level pass of the JSON encoder."""
+    bodies = [m.pop("body", None) for m in msgs]
+    try:
+        metas = list(map(_json.encode, msgs))
+    finally:
+        for m, b in zip(msgs, bodies, strict=True):
+            if b is not None:
+                m["body"] = b
+    blobs: pa.Array | None = None
+    if not any(m.get("body_encoding") == "base64" for m in msgs):
+        try:  # all text (or absent): Arrow encodes it to UTF-8 itself
+            blobs = pa.array([b or None for b in bodies], _S).cast(pa.binary())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):
+            blobs = None  # a non-string body, or lone surrogates: one by one below
+    if blobs is None:
+        blobs = pa.array(
+            [_body_bytes(b, m.get("body_encoding")) for b, m in zip(bodies, msgs, strict=True)],
+            pa.binary(),
+        )
+    return pa.array(metas, pa.binary()).cast(_S), blobs
 
 
 def _path(req: dict[str, Any]) -> Any:
@@ -180,55 +209,74 @@ def entries_to_arrow(entries: Sequence[Entry]) -> pa.Table:
         return _entries_to_arrow(entries)
 
 
+_astuple = msgspec.structs.astuple
+# _entries_to_arrow unpacks entries and endpoints by field position: fail at import, not
+# with shifted columns, if the contract's field order ever changes
+_ENTRY_FIELDS = (
+    "id", "ts", "proto", "src", "dst", "elapsed", "request", "response",
+    "summary", "redacted", "tls", "error", "gaps", "stream", "index", "node",
+)  # fmt: skip
+_ENDPOINT_FIELDS = ("ip", "port", "pod", "namespace", "workload", "service", "labels", "node")
+if Entry.__struct_fields__ != _ENTRY_FIELDS or Endpoint.__struct_fields__ != _ENDPOINT_FIELDS:
+    raise ImportError("kubeweir.entry's field order changed: update hub.storage.rows")
+
+
 def _entries_to_arrow(entries: Sequence[Entry]) -> pa.Table:
-    es = entries
+    if not entries:
+        return ARROW_SCHEMA.empty_table()
+    # the fields of every entry, column-wise, in C: Entry.__struct_fields__ order
+    (ids, tss, protos, srcs, dsts, elapsed, reqs, resps, summaries, redacted, tls, errors,
+     gaps, streams, indexes, nodes) = zip(*map(_astuple, entries), strict=True)  # fmt: skip
     cols: list[pa.Array] = []
     try:
-        ts_us = pc.round(pc.multiply(pa.array([e.ts for e in es], pa.float64()), 1e6))
-        if es and not (
+        ts_us = pc.round(pc.multiply(pa.array(tss, pa.float64()), 1e6))
+        if not (
             pc.all(pc.is_finite(ts_us)).as_py()
             and 0 <= pc.min(ts_us).as_py()
             and pc.max(ts_us).as_py() <= _TS_MAX_US
         ):
             raise BatchError("an entry's ts is not a time between 1970 and 9999")
         cols += [
-            pa.array([e.id for e in es], _S),
+            pa.array(ids, _S),
             ts_us.cast(pa.int64()).cast(pa.timestamp("us")),
-            pa.array([e.elapsed for e in es], pa.float64()),
-            pa.array([e.proto for e in es], _S),
+            pa.array(elapsed, pa.float64()),
+            pa.array(protos, _S),
         ]
-        for side in ("src", "dst"):
-            eps = [e.src for e in es] if side == "src" else [e.dst for e in es]
+        for eps in (srcs, dsts):
+            # Endpoint.__struct_fields__: ip, port, pod, namespace, workload, service,
+            # labels, node
+            ip, port, pod, ns, workload, service, labels, node = zip(
+                *map(_astuple, eps), strict=True
+            )
             cols += [
-                pa.array([p.ip for p in eps], _S),
-                _column([p.port for p in eps], _I32, _port),
-                pa.array([p.pod for p in eps], _S),
-                pa.array([p.namespace for p in eps], _S),
-                pa.array([p.workload for p in eps], _S),
-                pa.array([p.service for p in eps], _S),
-                pa.array([p.node for p in eps], _S),
-                pa.array([p.labels for p in eps], _MAP),
+                pa.array(ip, _S),
+                _column(list(port), _I32, _port),
+                pa.array(pod, _S),
+                pa.array(ns, _S),
+                pa.array(workload, _S),
+                pa.array(service, _S),
+                pa.array(node, _S),
+                pa.array(labels, _MAP),
             ]
-        reqs = [e.request for e in es]
-        resps = [e.response for e in es]
-        rq = [_split_body(r) for r in reqs]
-        rs = [_split_body(r) for r in resps]
+        reqs_l, resps_l = list(reqs), list(resps)
+        req_json, req_body = _maps_and_bodies(reqs_l)
+        resp_json, resp_body = _maps_and_bodies(resps_l)
         cols += [
-            _column([r.get("method") for r in reqs], _S, _text),
-            _column([_path(r) for r in reqs], _S, _text),
-            _column([r.get("status") for r in resps], _I32, _int32),
-            pa.array([e.summary for e in es], _S),
-            pa.array([e.error for e in es], _S),
-            pa.array([e.tls for e in es], pa.bool_()),
-            pa.array([e.node for e in es], _S),
-            pa.array([e.stream for e in es], _S),
-            _column([e.index for e in es], _I32, lambda v: _int32(v) or 0),
-            _column([e.gaps for e in es], _I32, lambda v: _int32(v) or 0),
-            pa.array([e.redacted for e in es], pa.list_(_S)),
-            pa.array([m for m, _ in rq], _S),
-            pa.array([m for m, _ in rs], _S),
-            pa.array([b for _, b in rq], pa.binary()),
-            pa.array([b for _, b in rs], pa.binary()),
+            _column([r.get("method") for r in reqs_l], _S, _text),
+            _column([_path(r) for r in reqs_l], _S, _text),
+            _column([r.get("status") for r in resps_l], _I32, _int32),
+            pa.array(summaries, _S),
+            pa.array(errors, _S),
+            pa.array(tls, pa.bool_()),
+            pa.array(nodes, _S),
+            pa.array(streams, _S),
+            _column(list(indexes), _I32, lambda v: _int32(v) or 0),
+            _column(list(gaps), _I32, lambda v: _int32(v) or 0),
+            pa.array(redacted, pa.list_(_S)),
+            req_json,
+            resp_json,
+            req_body,
+            resp_body,
         ]
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as exc:
         raise BatchError(f"entries do not fit the storage columns: {exc}") from exc
