@@ -28,6 +28,7 @@ for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
     _SHAPE[_c] = ord("A")
 _SHAPE_TABLE = bytes(_SHAPE)
 _LEFT_MAX = 64
+_LEFT_RUNS: dict[str, re.Pattern[str]] = {}
 
 _Link = tuple[Any, Any, str]  # (parent link, display key: str | int, normalized key or "")
 
@@ -51,6 +52,7 @@ class _RuleSet:
         "plain_headers",
         "body_set",
         "body_names",
+        "header_kinds",
     )
 
     def __init__(self, rules: Iterable[Rule]) -> None:
@@ -92,6 +94,9 @@ class _RuleSet:
         self.gate = _gate(self)
         self.plain_headers: set[Any] = set()
         """Raw header names known to need no rule by name (a bounded cache)."""
+        self.header_kinds: dict[Any, int] = {}
+        """Raw header name → what it needs by name: 0 nothing, 1 its rule or URL query,
+        2 an auth header's rule (``Authorization``: the scheme is kept); a bounded cache."""
         # a body's one look: every pattern hint, then the JSON key names as written
         self.body_set: _AnyOf | None = None
         self.body_names = len(self.hinted)
@@ -104,12 +109,28 @@ class _RuleSet:
         """Raw JSON key → 0 (not sensitive), 1 (a sensitive name), 2 (the last segment of
         a dotted path): a cache, so that a key seen before costs one dict lookup."""
 
-    def body_look(self, text: str) -> tuple[tuple[PatternRule, ...], bool]:
-        """One pass over a body: the patterns whose hint matches, and whether a
-        sensitive JSON key name may be there."""
+    def header_kind(self, name: Any) -> int:
+        nk = normalize(name) if type(name) is str else ""
+        if nk in self.headers:
+            kind = 2 if nk in ("authorization", "proxyauthorization") else 1
+        else:
+            kind = 1 if nk in _URL_HEADERS else 0
+        if len(self.header_kinds) < 4096:
+            self.header_kinds[name] = kind
+            if not kind:
+                self.plain_headers.add(name)
+        return kind
+
+    def body_look(
+        self, text: str, raw: bytes | None = None
+    ) -> tuple[tuple[PatternRule, ...], bool]:
+        """One pass over a body (``raw``: its UTF-8 bytes, if at hand): the patterns whose
+        hint matches, and whether a sensitive JSON key name may be there."""
         if self.body_set is None:
             return self.unhinted, False
-        idx = self.body_set.Match(text.encode("utf-8", "surrogateescape"))
+        if raw is None:
+            raw = text.encode("utf-8", "surrogateescape")
+        idx = self.body_set.Match(raw, likely=True)
         if not idx:
             return self.unhinted, False
         hinted = self.hinted
@@ -152,10 +173,12 @@ def _spans(
                 i = text.find(anchor)
                 while i != -1:
                     start = i - p.back
-                    if p.left:
+                    if p.left:  # back over the characters the match may start with
+                        run = _LEFT_RUNS.get(p.left)
+                        if run is None:
+                            run = _LEFT_RUNS[p.left] = re.compile(f"[{re.escape(p.left)}]*")
                         floor = max(0, i - _LEFT_MAX)
-                        while start > floor and text[start - 1] in p.left:
-                            start -= 1
+                        start -= run.match(text[floor:start][::-1]).end()  # type: ignore[union-attr]
                     if start >= 0:
                         m = p.regex.match(text, start)
                         if m is not None:
@@ -269,34 +292,93 @@ class _AnyOf:
         self.set.Compile()
         self.each = tuple(re2.compile(m) for m in members)
 
-    def Match(self, data: bytes) -> list[int] | None:  # noqa: N802 (re2.Set's name)
+    def Match(self, data: bytes, likely: bool = False) -> list[int] | None:  # noqa: N802
+        """The members that match (None: none). ``likely``: a match is expected (a gate
+        found one), so the set is asked first and the plain search only if it says none."""
+        if likely:
+            found = self.set.Match(data)
+            if found:
+                return list(found)
         # the plain search, called below the wrapper (no generator, no match object)
         if self.one._regexp.Match(_UNANCHORED, data, 0, len(data))[0] == _NO_SPAN:
             return None
-        found = self.set.Match(data)  # fast; empty only if its DFA gave up
+        found = [] if likely else self.set.Match(data)  # empty only if its DFA gave up
         if found:
             return list(found)
         return [i for i, r in enumerate(self.each) if r.search(data) is not None]
 
 
-def _gate(rs: _RuleSet) -> _AnyOf | None:
-    """One RE2 set over an entry's JSON encoding (headers already redacted by name) that
-    matches wherever the rest of the engine could find something: a pattern's hint, a
-    sensitive query/form/JSON/field name, a URL header with a query, and whatever hides
-    content from those (percent-encoding, backslash escapes, base64, multipart). None when
-    some rule can't be gated (a custom pattern): then every entry takes the full path."""
+class _Gate:
+    """What can't hold anything to replace, in one RE2 search per entry: the JSON encodings
+    of the heads (each message without its body) and the text of the JSON bodies, each
+    kind with its own members. Each text is put behind a mark of its kind (``\\x02`` head,
+    ``\\x01`` body) and ended by a NUL; a member matches only between its kind's mark and
+    the next NUL (``\\x02[^\\x00]*(?:...)``), so the one DFA pass keeps the kinds apart.
+    The search resumes after each text that matched, to tell which of them did."""
+
+    __slots__ = ("regexp",)
+
+    HEAD = b"\x02"
+    BODY = b"\x01"
+
+    def __init__(self, head: list[str], body: list[str]) -> None:
+        def alt(members: list[str]) -> str:
+            return "|".join(f"(?:{m})" for m in members)
+
+        self.regexp = re2.compile(
+            rf"\x02[^\x00]*(?:{alt(head)})|\x01[^\x00]*(?:{alt(body)})"
+        )._regexp
+
+    def which(self, texts: list[tuple[bytes, bytes]]) -> list[bool]:
+        """For each ``(kind, text)``, whether a member of its kind matches in it. A text
+        holding a NUL can't be searched this way: it counts as matched."""
+        out = [False] * len(texts)
+        parts: list[bytes] = []
+        starts: list[int] = []
+        pos = 0
+        for i, (kind, text) in enumerate(texts):
+            if b"\0" in text:
+                out[i] = True
+                text = b""
+            starts.append(pos)
+            parts += (kind, text, b"\0")
+            pos += len(text) + 2
+        starts.append(pos)
+        data = b"".join(parts)
+        match = self.regexp.Match
+        pos = 0
+        while pos < len(data):
+            start = match(_UNANCHORED, data, pos, len(data))[0][0]
+            if start < 0:
+                break
+            i = 0
+            while starts[i + 1] <= start:
+                i += 1
+            out[i] = True
+            pos = starts[i + 1]
+        return out
+
+
+def _gate(rs: _RuleSet) -> _Gate | None:
+    """The one search over an entry's heads (their JSON encodings, headers already
+    redacted by name) and its JSON bodies (their text) that matches wherever the rest of
+    the engine could find something. None when some rule can't be gated (a custom
+    pattern without a hint): then every entry takes the full path.
+
+    In a head: a pattern's hint, a sensitive query/form/field name, a URL header with a
+    query, and whatever hides content from those (percent-encoding, ``+``, backslash
+    escapes, base64, multipart). In a JSON body: a pattern's hint, a sensitive key name as
+    a key (``"Access-Token":``), and a backslash (escapes could hide either)."""
     if rs.unhinted:
         return None
-    members = [p.hint for p in rs.hinted]
+    hints = [p.hint for p in rs.hinted]
+    head = list(hints)
     params = sorted(rs.query | rs.form)
-    if params:  # a=1&token=... in the query, a form body, a URL
-        members.append(r"(?i)[?&\"](?:" + "|".join(_flex(n) for n in params) + ")[-_]*=")
-    keys = sorted({*rs.json_names, *rs.json_paths})
-    if keys:  # \"password\": inside an encoded JSON body
-        members.append(r'(?i)\\"[-_]*(?:' + "|".join(_flex(n) for n in keys) + r')[-_]*\\"\s*:')
+    if params:  # a=1&token=... in the query, a URL
+        head.append(r"(?i)[?&\"](?:" + "|".join(_flex(n) for n in params) + ")[-_]*=")
     if rs.fields:  # "password": as a key of the request/response maps, at any depth
-        members.append(r'(?i)"[-_]*(?:' + "|".join(_flex(n) for n in rs.fields) + ')[-_]*":')
-    members += [
+        head.append(r'(?i)"[-_]*(?:' + "|".join(_flex(n) for n in rs.fields) + ')[-_]*":')
+    head += [
         r'(?i)"(?:location|referer|:path|content-location)":"[^"]*\?',
         r"%[0-9A-Fa-f]{2}",  # percent-encoded: decoded later
         r"\+",  # a space in a query or form ("Bearer+abc..."): decoded later
@@ -304,4 +386,9 @@ def _gate(rs: _RuleSet) -> _AnyOf | None:
         r'_encoding":"base64"',
         r"(?i)multipart/",
     ]
-    return _AnyOf(members)
+    body = list(hints)
+    keys = sorted({*rs.json_names, *rs.json_paths})
+    if keys:
+        body.append(r'(?i)"[-_]*(?:' + "|".join(_flex(n) for n in keys) + r')[-_]*"\s*:')
+    body.append(r"\\")
+    return _Gate(head, body)

@@ -40,8 +40,10 @@ import msgspec
 
 from kubeweir.entry import REDACTED, Entry
 from redaction._compiled import (
+    _UNANCHORED,
     _URL_HEADERS,
     _display,
+    _Gate,
     _Link,
     _path_match,
     _RuleSet,
@@ -56,6 +58,7 @@ _json_encode = msgspec.json.encode
 _json_decode = msgspec.json.decode
 
 _AUTH_HEADERS = frozenset({"authorization", "proxyauthorization"})
+_AUTH = 2  # ``_RuleSet.header_kind`` of a sensitive auth header
 _AUTH_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) +\S")
 # RFC 8259 member with a sensitive key in text that isn't valid JSON (truncated, NDJSON).
 _JSONISH_MEMBER = re.compile(
@@ -156,51 +159,74 @@ class _Job:
 
     # -- messages ------------------------------------------------------------------------
 
-    def side(
-        self,
-        msg: dict[str, Any],
-        prefix: str,
-        proto: str,
-        full: bool,
-        extra: str | None,
-        blobs: list[bytes],
-    ) -> tuple[dict[str, Any], bool]:
-        """One of request/response after ``headers_first``: the gate over its JSON encoding
-        without the body (and ``extra``, the summary) decides whether its fields need the
-        full treatment; the body has checks of its own. Returns the message and whether
-        the head needed work. The encoding goes to ``blobs`` for the echo check."""
-        if not msg:
-            return msg, False
-        if full:
-            blobs.append(b"")
-            return self.message(msg, prefix, proto), True
-        body = msg.get("body")
-        head = {k: v for k, v in msg.items() if k != "body"} if body else msg
-        blob = _json_encode((head, extra))
-        gate = self.rs.gate
-        hit = gate is None or bool(gate.Match(blob))
-        blobs.append(b"" if hit else blob)
-        if hit or body:
-            msg = self.message(msg, prefix, proto, head=hit)
-        return msg, hit
-
     def headers_first(self, msg: dict[str, Any], prefix: str) -> dict[str, Any]:
         """``msg`` with its headers redacted by name only (the same object if unchanged)."""
         headers = msg.get("headers") if msg else None
         if not headers:
             return msg
-        if type(headers) is dict and headers.keys() <= self.rs.plain_headers:
-            return msg  # every name known to need nothing (what ``headers`` would find)
-        saved, self.active = self.active, ()
-        try:
-            new = self.headers(headers, f"{prefix}.headers")
-        finally:
-            self.active = saved
+        if type(headers) is dict:
+            new = self.headers_by_name(headers, f"{prefix}.headers.")
+        else:
+            saved, self.active = self.active, ()
+            try:
+                new = self.headers(headers, f"{prefix}.headers")
+            finally:
+                self.active = saved
         if new is headers:
             return msg
         out = dict(msg)
         out["headers"] = new
         return out
+
+    def headers_by_name(self, headers: dict[Any, Any], prefix: str) -> dict[Any, Any]:
+        """What ``headers`` finds by name alone, with the names' kinds cached: most names
+        are known to need nothing (one set difference), most of the rest are
+        ``Authorization``."""
+        rs = self.rs
+        todo = headers.keys() - rs.plain_headers
+        if not todo:
+            return headers
+        out: dict[Any, Any] | None = None
+        kinds = rs.header_kinds
+        for name in todo if len(todo) == 1 else [n for n in headers if n in todo]:
+            kind = kinds.get(name)
+            if kind is None:
+                kind = rs.header_kind(name)
+            if not kind:
+                continue
+            value = headers[name]
+            if kind == _AUTH and type(value) is str:
+                m = _AUTH_SCHEME.match(value)
+                if m is not None:  # scheme kept: "Bearer [REDACTED]"
+                    rest = value[m.end(1) :].strip()
+                    if rest == REDACTED:
+                        continue
+                    new = f"{m.group(1)} {REDACTED}"
+                    self.hits[prefix + name] = None
+                    self.secrets.add(rest)
+                    self.secrets.add(value)
+                else:
+                    new = self.header(name, value, prefix + name)
+            else:
+                new = self.header(name, value, prefix + name)
+            if new is not value:
+                if out is None:
+                    out = dict(headers)
+                out[name] = new
+        return headers if out is None else out
+
+    def body_only(
+        self, msg: dict[str, Any], path: str, proto: str, raw: bytes | None
+    ) -> dict[str, Any]:
+        """``msg`` with its body looked at (``raw``: a JSON body's bytes as the gate
+        searched them; else the body's own checks)."""
+        body = msg["body"]
+        new = self.json_text(body, path, raw) if raw is not None else None
+        if new is None:
+            return self.message(msg, path[: -len(".body")], proto, head=False)
+        if new is body:
+            return msg
+        return {**msg, "body": new}
 
     def message(
         self, msg: dict[str, Any], prefix: str, proto: str, head: bool = True
@@ -560,40 +586,7 @@ class _Job:
         if "json" in ctype or (
             not ctype and text.startswith(("{", "[")) and text.endswith(("}", "]"))
         ):
-            # by value only where the text has a hit (or escapes that could hide one)
-            escapes = "\\" in text  # \u escapes could hide a key or a value from the checks
-            spans: list[tuple[int, int]] = []
-            if escapes:
-                hit, names = self.active, True
-            else:
-                maybe, names = self.rs.body_look(text)
-                found: list[PatternRule] = []
-                if maybe and self.active:
-                    active = self.active
-                    spans = _spans(tuple(p for p in maybe if p in active), text, found)
-                hit = tuple(found)
-            if not names:
-                if not hit:
-                    return text  # no sensitive key, no pattern hit: nothing to do
-                if all(p.name in _IN_STRING for p in hit):
-                    # these hits can only sit inside JSON strings and hold no character
-                    # JSON escapes: replaced in the text, no parse ("request.body")
-                    return self.replace(text, spans, path)
-            try:
-                obj = _json_decode(text)
-            except (msgspec.DecodeError, UnicodeEncodeError):
-                return self.fallback(text, path)
-            saved, self.active = self.active, hit
-            self.leaf_anchors = (
-                tuple(a for p in hit for a in p.anchors) if all(p.anchors for p in hit) else None
-            )
-            try:
-                new = self.json(obj, (None, path, ""), bool(hit))
-            finally:
-                self.active = saved
-            if new is obj:
-                return text
-            return _json_encode(new).decode("utf-8", "surrogateescape")
+            return self.json_text(text, path)
         if "x-www-form-urlencoded" in ctype:
             return self.query_string(text, path, self.rs.form)
         if "multipart/" in ctype:
@@ -604,6 +597,47 @@ class _Job:
         if not ctype and (truncated or text.startswith(("{", "["))):
             return self.fallback(text, path)
         return self.scan(text, path) if self.active else text
+
+    def json_text(self, text: str, path: str, raw: bytes | None = None) -> str:
+        """A JSON body's text (``raw``: its UTF-8 bytes, if at hand): keys by name, values
+        by pattern; parsed only when a sensitive key name may be there or a hit may not
+        sit in a JSON string."""
+        # by value only where the text has a hit (or escapes that could hide one)
+        escapes = "\\" in text  # \u escapes could hide a key or a value from the checks
+        spans: list[tuple[int, int]] = []
+        if escapes:
+            hit, names = self.active, True
+        else:
+            maybe, names = self.rs.body_look(text, raw)
+            found: list[PatternRule] = []
+            active = self.active
+            if maybe and active:
+                if active is not self.rs.patterns:
+                    maybe = tuple(p for p in maybe if p in active)
+                spans = _spans(maybe, text, found)
+            hit = tuple(found)
+        if not names:
+            if not hit:
+                return text  # no sensitive key, no pattern hit: nothing to do
+            if all(p.name in _IN_STRING for p in hit):
+                # these hits can only sit inside JSON strings and hold no character
+                # JSON escapes: replaced in the text, no parse ("request.body")
+                return self.replace(text, spans, path)
+        try:
+            obj = _json_decode(text)
+        except (msgspec.DecodeError, UnicodeEncodeError):
+            return self.fallback(text, path)
+        saved, self.active = self.active, hit
+        self.leaf_anchors = (
+            tuple(a for p in hit for a in p.anchors) if all(p.anchors for p in hit) else None
+        )
+        try:
+            new = self.json(obj, (None, path, ""), bool(hit))
+        finally:
+            self.active = saved
+        if new is obj:
+            return text
+        return _json_encode(new).decode("utf-8", "surrogateescape")
 
     def json(self, node: Any, link: _Link, leaves: bool) -> Any:
         """A parsed JSON value: keys by name at any depth; with ``leaves``, string (and
@@ -748,16 +782,13 @@ class _Job:
 
     # -- echoes --------------------------------------------------------------------------
 
-    def echo_list(self) -> list[tuple[str, bytes]]:
-        """The values replaced so far that are long enough to look for elsewhere, each with
-        its JSON-escaped form (longest first)."""
+    def echo_secrets(self) -> list[str]:
+        """The values replaced so far that are long enough to look for elsewhere (longest
+        first)."""
         secrets = [s for s in self.secrets if len(s) >= _MIN_ECHO and s not in REDACTED]
-        secrets.sort(key=len, reverse=True)
-        return [
-            (s, s.encode() if s.isprintable() and '"' not in s and "\\" not in s
-             else _json_encode(s)[1:-1])
-            for s in secrets
-        ]  # fmt: skip
+        if len(secrets) > 1:
+            secrets.sort(key=len, reverse=True)
+        return secrets
 
     def echoes(
         self, msg: dict[str, Any], prefix: str, echo: list[tuple[str, bytes]]
@@ -852,6 +883,7 @@ class Engine:
         self._base = _RuleSet(self.config.rules)
         self._by_ns: dict[tuple[str, str], _RuleSet] = {}
         self._lock = threading.Lock()
+        self._ns = bool(self.config.namespaces)
 
     def _rules(self, src_ns: str, dst_ns: str) -> _RuleSet:
         if not self.config.namespaces or not (src_ns or dst_ns):
@@ -870,36 +902,57 @@ class Engine:
     def apply(self, entry: Entry) -> Entry:
         """The entry with sensitive values replaced and their paths added to ``redacted``;
         the same object when nothing was replaced. Never mutates ``entry``."""
-        rs = self._rules(entry.src.namespace, entry.dst.namespace)
+        rs = self._rules(entry.src.namespace, entry.dst.namespace) if self._ns else self._base
         job = _Job(rs, rs.patterns)
         proto = entry.proto
         request, response, summary = entry.request, entry.response, entry.summary
-        # Headers by name first (the usual find: authorization, cookie), then one RE2
-        # pass over the JSON encoding of what is left decides whether anything else
-        # could be sensitive; most entries stop there.
-        request = job.headers_first(request, "request")
-        response = job.headers_first(response, "response")
+        # Headers by name first (the usual find: authorization, cookie).
+        plain = rs.plain_headers  # (what ``headers_first`` would look at first)
+        if request:
+            h = request.get("headers")
+            if h and not (type(h) is dict and h.keys() <= plain):
+                request = job.headers_first(request, "request")
+        if response:
+            h = response.get("headers")
+            if h and not (type(h) is dict and h.keys() <= plain):
+                response = job.headers_first(response, "response")
+        # What each side needs: its head (every field but the body) and its body looked at
+        # in full (2), its body alone (1), or nothing (0); and whether the summary needs a
+        # look. One RE2 search over the heads and the JSON bodies decides (``_triage``).
         gate = rs.gate
-        full = proto in _FULL_PROTOS or gate is None
-        blobs: list[bytes] = []
-        whole = b"" if full else _json_encode((request, response, summary))
-        if full or gate is None or gate.Match(whole):
-            # something somewhere: look at each side, its head and its body, on its own
-            request, head_hit = job.side(request, "request", proto, full, summary, blobs)
-            response, _ = job.side(response, "response", proto, full, None, blobs)
-            if summary and head_hit:  # the summary repeats the request's path and query
-                summary = job.summary(summary)
+        if gate is None or proto in _FULL_PROTOS:
+            work = [2 if request else 0, 2 if response else 0, 1]
+            heads: bytes | None = None
+            raws: list[bytes | None] = [None, None]
+        else:
+            work, heads, raws = _triage(gate, request, response, summary)
+        if work[0] == 2:
+            new = job.message(request, "request", proto)
+            if new is not request:
+                heads = None  # changed since it was searched
+            request = new
+        elif work[0]:
+            request = job.body_only(request, "request.body", proto, raws[0])
+        if work[1] == 2:
+            new = job.message(response, "response", proto)
+            if new is not response:
+                heads = None
+            response = new
+        elif work[1]:
+            response = job.body_only(response, "response.body", proto, raws[1])
+        if summary and work[2]:  # the summary repeats the request's path and query
+            summary = job.summary(summary)
         if job.secrets:
-            echo = job.echo_list()
-            if whole and not blobs:  # nothing changed since the encoding: look there
-                again = any(esc in whole for _, esc in echo)
-            else:  # the heads as encoded before, and the bodies as they are now
-                encoded = b"\n".join(blobs)
-                bodies = "\n".join(
-                    m["body"] for m in (request, response) if m and type(m.get("body")) is str
-                )
-                again = any(esc in encoded or s in bodies for s, esc in echo)
-            if again:
+            # echoes: a value replaced in one place may still sit in another
+            secrets = job.echo_secrets()
+            if secrets and _echoed(
+                secrets if len(secrets) == 1 else _minimal(secrets),
+                request,
+                response,
+                summary,
+                heads,
+            ):
+                echo = [(s, _json_encode(s)[1:-1]) for s in secrets]
                 request = job.echoes(request, "request", echo)
                 response = job.echoes(response, "response", echo)
                 if summary:
@@ -912,3 +965,141 @@ class Engine:
         return msgspec.structs.replace(
             entry, request=request, response=response, summary=summary, redacted=redacted
         )
+
+
+_HEAD, _BODY, _END = _Gate.HEAD, _Gate.BODY, b"\0"
+
+
+def _triage(
+    gate: _Gate, request: dict[str, Any], response: dict[str, Any], summary: str
+) -> tuple[list[int], bytes, list[bytes | None]]:
+    """``(work, heads, raws)``: what each of request and response needs (0 nothing, 1 the
+    body, 2 everything), then whether the summary needs a look (0/1); the JSON encoding of
+    the heads (the messages without their bodies) and the summary, as searched; and the
+    JSON bodies' UTF-8 bytes as searched. Bodies that aren't JSON text always get their
+    look."""
+    rb = request.get("body") if request else None
+    sb = response.get("body") if response else None
+    work = [0, 0, 0]
+    raws: list[bytes | None] = [None, None]
+    heads = _json_encode(
+        (
+            {**request, "body": ""} if rb else request,
+            {**response, "body": ""} if sb else response,
+            summary,
+        )
+    )
+    pieces = [_HEAD, heads, _END]
+    owners = [-1]  # per piece searched: the body's side (-1: the heads)
+    for i, msg, body in ((0, request, rb), (1, response, sb)):
+        if not body:
+            continue
+        if type(body) is str and (
+            (msg.get("body_encoding") == "utf8" and msg.get("content_type") in _JSON_TYPES)
+            or _json_text(msg, body)
+        ):
+            try:
+                raw = body.encode("utf-8", "surrogateescape")
+            except UnicodeEncodeError:
+                raw = _END  # can't be searched: looked at in full
+            if _END not in raw:
+                pieces += (_BODY, raw, _END)
+                raws[i] = raw
+                owners.append(i)
+                continue
+        work[i] = 1
+    data = b"".join(pieces)
+    match = gate.regexp.Match
+    end = len(data)
+    start = match(_UNANCHORED, data, 0, end)[0][0]
+    if start < 0:
+        return work, heads, raws  # the usual answer
+    # something somewhere: which pieces (the search resumes after each one that matched)
+    bounds: list[int] = []
+    pos = 0
+    for k in range(1, len(pieces), 3):
+        pos += len(pieces[k]) + 2
+        bounds.append(pos)
+    k = 0
+    while start >= 0:
+        while bounds[k] <= start:
+            k += 1
+        i = owners[k]
+        if i >= 0:
+            work[i] = max(work[i], 1)
+        else:  # in the heads: each on its own (the summary goes with the request's)
+            alone: list[bytes] = []
+            if request:
+                alone.append(_json_encode(({**request, "body": ""} if rb else request, summary)))
+            elif summary:
+                alone.append(_json_encode(summary))
+            if response:
+                alone.append(_json_encode(({**response, "body": ""} if sb else response, None)))
+            found = [match(_UNANCHORED, b, 0, len(b))[0][0] >= 0 for b in alone]
+            if not any(found):  # only across the two: both in full
+                found = [True] * len(found)
+            if request and found[0]:
+                work[0] = work[2] = 2
+            elif not request and summary and found[0]:
+                work[2] = 1
+            if response and found[-1]:
+                work[1] = 2
+        if bounds[k] >= end:
+            break
+        start = match(_UNANCHORED, data, bounds[k], end)[0][0]
+    return work, heads, raws
+
+
+def _minimal(secrets: list[str]) -> list[str]:
+    """The values (longest first) holding no other (``<token>``, not ``Bearer <token>``),
+    shortest first: where none of them is, none of the others can be."""
+    out: list[str] = []
+    for s in reversed(secrets):
+        for t in out:
+            if t in s:
+                break
+        else:
+            out.append(s)
+    return out
+
+
+def _echoed(
+    secrets: list[str],
+    request: dict[str, Any],
+    response: dict[str, Any],
+    summary: str,
+    heads: bytes | None,
+) -> bool:
+    """Whether a value replaced somewhere is still found elsewhere: in the heads (their
+    encoding as the gate searched it, if still current), a body, or the summary."""
+    if heads is None:
+        heads = _json_encode(
+            tuple({k: v for k, v in m.items() if k != "body"} for m in (request, response) if m)
+        )
+    rb = request.get("body") if request else None
+    sb = response.get("body") if response else None
+    text = "\n".join((summary, rb if type(rb) is str else "", sb if type(sb) is str else ""))
+    for s in secrets:
+        if s in text or _json_encode(s)[1:-1] in heads:
+            return True
+    return False
+
+
+_JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
+"""Common content types of JSON text (a shortcut for ``_json_text``)."""
+
+
+def _json_text(msg: dict[str, Any], body: str) -> bool:
+    """Whether ``_Job.body`` takes ``body`` for JSON text (what the gate's body part is for)."""
+    if msg.get("body_encoding") == "base64":
+        return False
+    ctype = msg.get("content_type") or ""
+    if not ctype:
+        headers = msg.get("headers")
+        if isinstance(headers, dict):
+            ctype = headers.get("content-type") or ""
+    if not isinstance(ctype, str):
+        ctype = ""
+    if ctype:
+        return "json" in ctype.lower()
+    return body.startswith(("{", "[")) and body.endswith(("}", "]"))
