@@ -538,7 +538,8 @@ def report(args: Any, load: tuple[float, float, float], per_conn: float,
                 and r["kernel_drops"] == 0]  # fmt: skip
         print(
             f"\nHighest rate sustained with {s}: **{max(ok) if ok else 0:,.0f} req/s** "
-            f"(every request stored, no lag: {max(full) if full else 0:,.0f} req/s).",
+            f"(every request stored and no kernel drop, however long the catch-up: "
+            f"{max(full) if full else 0:,.0f} req/s).",
             end="",
         )
     print("\n")
