@@ -199,9 +199,9 @@ def _write_all(
     show_default=True,
     metavar="N|auto",
     help="Worker processes, each reading the file and parsing its share of the "
-    "connections (auto: the CPUs, at most 4, for a regular file of 4 MiB or more, else 1). Entries "
-    "of one connection keep their order; different connections may interleave "
-    "differently from --jobs 1.",
+    "connections (auto: the CPUs idle at the start, at most 4, for a regular file of "
+    "4 MiB or more, else 1). Entries of one connection keep their order; different "
+    "connections may interleave differently from --jobs 1.",
 )
 def read(
     file: str,

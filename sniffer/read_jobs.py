@@ -73,8 +73,11 @@ class JobsResult:
 
 
 def auto_jobs(path: str) -> int:
-    """``--jobs auto``: the usable CPUs (at most ``AUTO_MAX_JOBS``) for a regular file of
-    at least ``AUTO_MIN_BYTES``; 1 otherwise (pipes, small files, one CPU)."""
+    """``--jobs auto``: for a regular file of at least ``AUTO_MIN_BYTES``, as many
+    workers as CPUs are idle right now (at most ``AUTO_MAX_JOBS``, at least 1); 1 for
+    pipes, small files and one CPU. A worker on a CPU that other work keeps busy only
+    adds its share of the duplicated reading and decoding: on a loaded machine one
+    process finishes first."""
     try:
         st = os.stat(path)
     except OSError:
@@ -87,7 +90,40 @@ def auto_jobs(path: str) -> int:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cpus = os.cpu_count() or 1
+    if cpus < 2:
+        return 1
+    idle = idle_cpus()
+    if idle is not None:
+        cpus = min(cpus, int(idle + 0.5))
     return max(1, min(cpus, AUTO_MAX_JOBS))
+
+
+IDLE_SAMPLE = 0.05
+"""Seconds over which ``idle_cpus`` watches the CPUs."""
+
+
+def _cpu_times() -> tuple[int, int]:
+    """(idle + iowait, total) jiffies over all CPUs, from /proc/stat."""
+    with open("/proc/stat", "rb") as f:
+        fields = f.readline().split()
+    ticks = [int(x) for x in fields[1:]]
+    return ticks[3] + ticks[4], sum(ticks[:8])  # guest time is already in user
+
+
+def idle_cpus(sample: float = IDLE_SAMPLE) -> float | None:
+    """How many CPUs were idle over the last ``sample`` seconds (None without
+    /proc/stat)."""
+    import time
+
+    try:
+        idle0, total0 = _cpu_times()
+        time.sleep(sample)
+        idle1, total1 = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0)
 
 
 class _Blocks:

@@ -22,10 +22,11 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 
 from kubeweir import pcapgen as g
 from kubeweir.entry import Entry
+from sniffer import read_jobs
 from sniffer.capture import open_capture
 from sniffer.pipeline import FlowShare, Pipeline, PipelineSettings
 from sniffer.read_cmd import read
-from sniffer.read_jobs import WorkerFailed, auto_jobs, read_with_jobs
+from sniffer.read_jobs import WorkerFailed, auto_jobs, idle_cpus, read_with_jobs
 from tests.conftest import pcap
 
 SHARED = [
@@ -146,13 +147,23 @@ def test_flow_share_is_symmetric_and_total() -> None:
         FlowShare(2, 2)
 
 
-def test_auto_jobs(tmp_path: Path) -> None:
+def test_auto_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     small = g.write_pcap(tmp_path / "s.pcap", g.http_conversation(1))
     assert auto_jobs(str(small)) == 1
     assert auto_jobs(str(tmp_path / "missing")) == 1
     big = tmp_path / "big.pcap"
     big.write_bytes(small.read_bytes() + b"\0" * (5 << 20))
-    assert auto_jobs(str(big)) == min(len(os.sched_getaffinity(0)), 4)
+    cpus = len(os.sched_getaffinity(0))
+    idle = idle_cpus(0.02)
+    assert idle is not None and 0 <= idle <= os.cpu_count()  # type: ignore[operator]
+    monkeypatch.setattr(read_jobs, "idle_cpus", lambda: 64.0)
+    assert auto_jobs(str(big)) == (1 if cpus < 2 else min(cpus, 4))
+    monkeypatch.setattr(read_jobs, "idle_cpus", lambda: 0.4)  # a busy machine
+    assert auto_jobs(str(big)) == 1
+    monkeypatch.setattr(read_jobs, "idle_cpus", lambda: 1.6)
+    assert auto_jobs(str(big)) == min(cpus, 2)
+    monkeypatch.setattr(read_jobs, "idle_cpus", lambda: None)  # no /proc/stat
+    assert auto_jobs(str(big)) == (1 if cpus < 2 else min(cpus, 4))
     code, _, err = _run(small, "--jobs", "0")
     assert code == 2 and "--jobs" in err
     code, _, err = _run(small, "--jobs", "two")
