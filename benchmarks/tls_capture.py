@@ -12,6 +12,12 @@ run without capture, then with ``TlsCapture`` attached, in one process run:
   bar is overhead ≤ 15 % at 2,000 requests/s;
 - full speed (no delay): the workload's throughput with vs without capture.
 
+Modes: ``off``; ``tracepoints`` (the program loaded, no uprobes); ``probes`` (uprobes and
+tracepoints fill the ring, user space only drains it); ``on`` (full capture); ``on, entry
+probes`` (full capture with the probes on the exported functions' first instruction, as
+before ``prologue.plan``: the kernel single-steps those). CPU per request is measured for
+nginx + wrk (``/proc/PID/stat``, ``RUSAGE_CHILDREN``) and for this process (the capture).
+
 It also counts the entries the capture made against the requests wrk completed (×2 ends).
 Prints a markdown section for BENCHMARKS.md.
 """
@@ -28,6 +34,8 @@ import time
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
+
+from sniffer.tls import prologue
 
 CONNS = 20
 _WRK_REQ = re.compile(r"(\d+) requests in ([\d.]+)(\w+)")
@@ -121,6 +129,22 @@ def wrk(
         "workload_cpu": wrk_cpu + server_cpu,
         "capture_cpu": self_cpu,
     }
+
+
+MODES = ("off", "tracepoints", "probes", "on", "on, entry probes")
+
+
+def entry_plan(path: str) -> list[prologue.ProbePoint]:
+    """The probe points as they were before ``prologue.plan``: each exported function at
+    its first byte."""
+    from sniffer.tls.probes import SYMBOLS
+
+    syms = prologue.functions(path, {s for s, _, _ in SYMBOLS})
+    return [
+        prologue.ProbePoint(sym, syms[sym][0], fn, ret, False)
+        for sym, fn, ret in SYMBOLS
+        if sym in syms
+    ]
 
 
 def _loadavg() -> str:
@@ -226,6 +250,16 @@ def main() -> int:
             r["events"] = c["events"]
             return r
 
+        def run_capture_entry(d: float) -> dict[str, float]:
+            # as before the probe placement: on the exported functions' first instruction
+            # (single-stepped by the kernel), for a like-with-like comparison in this run
+            orig = prologue.plan
+            prologue.plan = entry_plan
+            try:
+                return run_capture(d)
+            finally:
+                prologue.plan = orig
+
         # interleaved repetitions (the box is shared: load drifts), best rate of each
         for _ in range(a.reps):
             for load, d in (("fixed", delay), ("full", 0.0)):
@@ -234,6 +268,7 @@ def main() -> int:
                     ("tracepoints", run_tracepoints_only),
                     ("probes", run_probes_only),
                     ("on", run_capture),
+                    ("on, entry probes", run_capture_entry),
                 ):
                     r = fn(d)
                     best = results.get((load, mode))
@@ -249,7 +284,10 @@ def main() -> int:
         f"(each request read at both ends), {a.duration} s per run, best of {a.reps} "
         "interleaved runs per row, 2 cores shared with other work. `probes`: the uprobes "
         "and tracepoints run and fill the ring, user space only drains it; `on`: full "
-        "capture (parsing, redaction, entries)."
+        "capture (parsing, redaction, entries); `on, entry probes`: the same with the probes "
+        "where they were before (each exported function's first instruction, which the "
+        "kernel single-steps). CPU columns: nginx + wrk (traps and BPF programs count "
+        "there) and the capture's process, per request."
     )
     out.append("")
     out.append(
@@ -258,12 +296,12 @@ def main() -> int:
     )
     out.append("|---|---|---|---|---|---|---|")
     for load in ("fixed", "full"):
-        for mode in ("off", "tracepoints", "probes", "on"):
+        for mode in MODES:
             r = results[(load, mode)]
             label = f"offered ≈ {a.rate:,.0f}/s" if load == "fixed" else "full speed"
             frac = (
                 f"{r['entries'] / (2 * r['requests']):.3f} (ring full: {int(r['ring_full'])})"
-                if mode == "on"
+                if mode.startswith("on")
                 else f"(probes only: {int(r['events'])} events)"
                 if mode == "probes"
                 else "(syscall/sched tracepoints only)"
@@ -294,14 +332,17 @@ def main() -> int:
         return r[key] / r["requests"] * 1e6
 
     base = per_req(f_off, "workload_cpu")
-    extra_wl = per_req(f_on, "workload_cpu") - base
-    extra_cap = per_req(f_on, "capture_cpu") - per_req(f_off, "capture_cpu")
-    out.append(
-        f"CPU at the offered rate: nginx+wrk {base:.0f} µs/request without capture; with it "
-        f"+{extra_wl:.0f} µs in the workload (traps, BPF programs) and +{extra_cap:.0f} µs "
-        f"in the capture process (parsing, redaction): {pct(base + extra_wl + extra_cap, base)} "
-        "CPU per request."
-    )
+    for mode in ("on", "on, entry probes"):
+        r = results[("fixed", mode)]
+        extra_wl = per_req(r, "workload_cpu") - base
+        extra_cap = per_req(r, "capture_cpu") - per_req(f_off, "capture_cpu")
+        out.append(
+            f"CPU at the offered rate, `{mode}`: nginx+wrk {base:.0f} µs/request without "
+            f"capture; with it {extra_wl:+.0f} µs in the workload (traps, BPF programs) and "
+            f"{extra_cap:+.0f} µs in the capture process (parsing, redaction): "
+            f"{pct(base + extra_wl + extra_cap, base)} CPU per request; requests/s "
+            f"{pct(r['rate'], f_off['rate'])}."
+        )
     out.append("")
     out.append(f"Load average (1/5/15 min) before: {load0}, after: {_loadavg()}.")
     out.append("")
