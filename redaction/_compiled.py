@@ -313,7 +313,7 @@ class _Gate:
     of the heads (each message without its body) and the text of the JSON bodies, each
     kind with its own members. Each text is put behind a mark of its kind (``\\x02`` head,
     ``\\x01`` body) and ended by a NUL; a member matches only between its kind's mark and
-    the next NUL (``\\x02[^\\x00]*(?:...)``), so the one DFA pass keeps the kinds apart.
+    the next NUL (``\\x02[^\\x00]*?(?:...)``), so the one DFA pass keeps the kinds apart.
     The search resumes after each text that matched, to tell which of them did."""
 
     __slots__ = ("regexp",)
@@ -325,38 +325,33 @@ class _Gate:
         def alt(members: list[str]) -> str:
             return "|".join(f"(?:{m})" for m in members)
 
+        # lazy: a match ends at the first member found, and so does the search
         self.regexp = re2.compile(
-            rf"\x02[^\x00]*(?:{alt(head)})|\x01[^\x00]*(?:{alt(body)})"
+            rf"\x02[^\x00]*?(?:{alt(head)})|\x01[^\x00]*?(?:{alt(body)})"
         )._regexp
 
-    def which(self, texts: list[tuple[bytes, bytes]]) -> list[bool]:
-        """For each ``(kind, text)``, whether a member of its kind matches in it. A text
-        holding a NUL can't be searched this way: it counts as matched."""
-        out = [False] * len(texts)
-        parts: list[bytes] = []
-        starts: list[int] = []
-        pos = 0
-        for i, (kind, text) in enumerate(texts):
-            if b"\0" in text:
-                out[i] = True
-                text = b""
-            starts.append(pos)
-            parts += (kind, text, b"\0")
-            pos += len(text) + 2
-        starts.append(pos)
-        data = b"".join(parts)
+    def which(self, pieces: list[bytes]) -> list[int]:
+        """The texts a member of their kind matches in (their indices), given as
+        ``[mark, text, b"\\0", mark, text, b"\\0", ...]``; no text may hold a NUL. The
+        search resumes at the text after each one that matched: usually one RE2 call."""
+        data = b"".join(pieces)
+        end = len(data)
         match = self.regexp.Match
-        pos = 0
-        while pos < len(data):
-            start = match(_UNANCHORED, data, pos, len(data))[0][0]
-            if start < 0:
+        start = match(_UNANCHORED, data, 0, end)[0][0]
+        if start < 0:
+            return []  # the usual answer
+        found: list[int] = []
+        bound = 0
+        k = -1
+        while start >= 0:
+            while bound <= start:
+                k += 1
+                bound += len(pieces[3 * k + 1]) + 2
+            found.append(k)
+            if bound >= end:
                 break
-            i = 0
-            while starts[i + 1] <= start:
-                i += 1
-            out[i] = True
-            pos = starts[i + 1]
-        return out
+            start = match(_UNANCHORED, data, bound, end)[0][0]
+        return found
 
 
 def _gate(rs: _RuleSet) -> _Gate | None:

@@ -40,7 +40,6 @@ import msgspec
 
 from kubeweir.entry import REDACTED, Entry
 from redaction._compiled import (
-    _UNANCHORED,
     _URL_HEADERS,
     _display,
     _Gate,
@@ -1008,45 +1007,36 @@ def _triage(
                 owners.append(i)
                 continue
         work[i] = 1
-    data = b"".join(pieces)
-    match = gate.regexp.Match
-    end = len(data)
-    start = match(_UNANCHORED, data, 0, end)[0][0]
-    if start < 0:
-        return work, heads, raws  # the usual answer
-    # something somewhere: which pieces (the search resumes after each one that matched)
-    bounds: list[int] = []
-    pos = 0
-    for k in range(1, len(pieces), 3):
-        pos += len(pieces[k]) + 2
-        bounds.append(pos)
-    k = 0
-    while start >= 0:
-        while bounds[k] <= start:
-            k += 1
+    found = gate.which(pieces)
+    for k in found:
         i = owners[k]
         if i >= 0:
             work[i] = max(work[i], 1)
-        else:  # in the heads: each on its own (the summary goes with the request's)
-            alone: list[bytes] = []
-            if request:
-                alone.append(_json_encode(({**request, "body": ""} if rb else request, summary)))
-            elif summary:
-                alone.append(_json_encode(summary))
-            if response:
-                alone.append(_json_encode(({**response, "body": ""} if sb else response, None)))
-            found = [match(_UNANCHORED, b, 0, len(b))[0][0] >= 0 for b in alone]
-            if not any(found):  # only across the two: both in full
-                found = [True] * len(found)
-            if request and found[0]:
+            continue
+        # in the heads: each on its own (the summary goes with the request's)
+        alone: list[bytes] = []
+        if request:
+            alone += (
+                _HEAD,
+                _json_encode(({**request, "body": ""} if rb else request, summary)),
+                _END,
+            )
+        elif summary:
+            alone += (_HEAD, _json_encode(summary), _END)
+        if response:
+            alone += (
+                _HEAD,
+                _json_encode(({**response, "body": ""} if sb else response, None)),
+                _END,
+            )
+        hit = gate.which(alone) or list(range(len(alone) // 3))  # only across the two: all
+        if request:
+            if 0 in hit:
                 work[0] = work[2] = 2
-            elif not request and summary and found[0]:
-                work[2] = 1
-            if response and found[-1]:
-                work[1] = 2
-        if bounds[k] >= end:
-            break
-        start = match(_UNANCHORED, data, bounds[k], end)[0][0]
+        elif summary and 0 in hit:
+            work[2] = 1
+        if response and (len(alone) // 3 - 1) in hit:
+            work[1] = 2
     return work, heads, raws
 
 

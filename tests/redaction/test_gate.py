@@ -1,0 +1,125 @@
+"""The gate: one RE2 search per entry decides what the engine may skip; skipping never
+changes the result.
+
+The engine with its gate must give exactly what it gives when every request, response
+and summary gets the full look (the gate switched off), on generated entries with a
+secret planted anywhere, echoed elsewhere, or nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from kubeweir.entry import Entry, entry_to_json
+from kubeweir.testing import make_http_entry
+from redaction import Engine, RedactionConfig, default_engine
+from redaction._compiled import _Gate, _RuleSet
+from tests.redaction.test_property import filler_values, planted_entries
+
+GATED = default_engine()
+
+
+def _ungated() -> Engine:
+    engine = Engine(RedactionConfig())
+    engine._base.gate = None  # every side looked at in full
+    return engine
+
+
+UNGATED = _ungated()
+
+
+def same(entry: Entry) -> None:
+    assert entry_to_json(GATED.apply(entry)) == entry_to_json(UNGATED.apply(entry))
+
+
+@given(planted_entries())
+def test_gate_skips_only_what_holds_nothing(case: tuple[Entry, str, tuple[str, ...]]) -> None:
+    same(case[0])
+
+
+@given(planted_entries(), st.sampled_from(["header", "body", "summary"]), filler_values)
+def test_gate_with_echoes(
+    case: tuple[Entry, str, tuple[str, ...]], where: str, filler: str
+) -> None:
+    entry, hidden, _ = case
+    response = dict(entry.response)
+    if where == "header":
+        response["headers"] = {**response["headers"], "x-echo": f"{filler}{hidden}"}
+        entry = Entry(**{**_fields(entry), "response": response})
+    elif where == "body":  # a member more in the response's JSON body, or a new body
+        try:
+            obj = json.loads(response["body"]) if response["body"] else {}
+        except ValueError:
+            obj = None
+        if not isinstance(obj, dict) or response["headers"].get("content-type") not in (
+            None,
+            "application/json",
+        ):
+            return
+        obj["echo"] = f"{filler} {hidden}"
+        response["body"] = json.dumps(obj)
+        response["headers"] = {**response["headers"], "content-type": "application/json"}
+        entry = Entry(**{**_fields(entry), "response": response})
+    else:
+        entry = Entry(**{**_fields(entry), "summary": f"{entry.summary} {hidden}"})
+    same(entry)
+
+
+def _fields(entry: Entry) -> dict[str, object]:
+    return {f: getattr(entry, f) for f in entry.__struct_fields__}
+
+
+def test_plain_entries_pass_untouched() -> None:
+    e = make_http_entry(
+        "GET",
+        "/api/orders/7?page=2",
+        request_headers={"host": "svc", "accept": "application/json"},
+        response_headers={"content-type": "application/json"},
+        response_body=json.dumps({"id": 7, "items": [{"sku": "A-1", "qty": 2}], "next": None}),
+    )
+    assert GATED.apply(e) is e
+
+
+def test_a_hit_in_one_head_leaves_the_other_alone() -> None:
+    e = make_http_entry(
+        "GET",
+        "/u?x=1",
+        request_headers={"x-debug": "mail jane@example.com"},
+        response_headers={"x-ok": "1"},
+    )
+    out = GATED.apply(e)
+    assert out.request["headers"]["x-debug"] == "mail [REDACTED]"
+    assert out.response is e.response
+    same(e)
+
+
+def _pieces(*parts: tuple[bytes, bytes]) -> list[bytes]:
+    out: list[bytes] = []
+    for mark, text in parts:
+        out += (mark, text, b"\0")
+    return out
+
+
+def test_which_keeps_the_kinds_apart() -> None:
+    gate = _RuleSet(RedactionConfig().rules).gate
+    assert isinstance(gate, _Gate)
+    head, body = _Gate.HEAD, _Gate.BODY
+    # "%41" matters in a head (percent-encoding), not in a JSON body; a key matters only
+    # in a body ("password": in a head is a header's value, looked at by name already)
+    assert gate.which(_pieces((head, b'{"a":"%41"}'), (body, b'{"a": "%41"}'))) == [0]
+    assert gate.which(_pieces((head, b'{"a":"b"}'), (body, b'{"Pass_Word": 1}'))) == [1]
+    assert gate.which(_pieces((head, b'{"a":"b"}'), (body, b'{"pass": 1}'))) == []
+    # every text with a hit is found, each search resuming at the next text
+    parts = [
+        (body, b'{"n": "x@example.com"}'),
+        (head, b'{"a":"b"}'),
+        (body, b'{"t": "eyJhbGciOi"}'),
+        (body, b"{}"),
+        (head, b'{"q":"a+b"}'),
+    ]
+    assert gate.which(_pieces(*parts)) == [0, 2, 4]
+    # a member never matches across the NUL that ends a text
+    assert gate.which(_pieces((body, b'{"x": "a'), (body, b'@b"}'))) == []
