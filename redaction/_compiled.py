@@ -53,6 +53,7 @@ class _RuleSet:
         "body_set",
         "body_names",
         "header_kinds",
+        "looks",
     )
 
     def __init__(self, rules: Iterable[Rule]) -> None:
@@ -94,6 +95,8 @@ class _RuleSet:
         self.gate = _gate(self)
         self.plain_headers: set[Any] = set()
         """Raw header names known to need no rule by name (a bounded cache)."""
+        self.looks: dict[tuple[int, ...], tuple[tuple[PatternRule, ...], bool]] = {}
+        """``body_look``'s answer per set of members found."""
         self.header_kinds: dict[Any, int] = {}
         """Raw header name → what it needs by name: 0 nothing, 1 its rule or URL query,
         2 an auth header's rule (``Authorization``: the scheme is kept); a bounded cache."""
@@ -133,10 +136,14 @@ class _RuleSet:
         idx = self.body_set.Match(raw, likely=True)
         if not idx:
             return self.unhinted, False
-        hinted = self.hinted
-        n = self.body_names
-        maybe = tuple(hinted[i] for i in sorted(idx) if i < n) + self.unhinted
-        return maybe, n in idx
+        key = tuple(idx)
+        look = self.looks.get(key)
+        if look is None:
+            hinted = self.hinted
+            n = self.body_names
+            maybe = tuple(hinted[i] for i in sorted(idx) if i < n) + self.unhinted
+            look = self.looks[key] = (maybe, n in idx)  # (few: subsets of the members)
+        return look
 
     def maybe(self, text: str) -> tuple[PatternRule, ...]:
         """The patterns whose hint matches somewhere in ``text`` (and those without one)."""

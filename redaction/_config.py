@@ -30,8 +30,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
 from redaction._rules import (
     BUILTIN_PATTERNS,
     NameRule,
@@ -282,6 +280,8 @@ def load_config(path: str | Path) -> RedactionConfig:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RedactionConfigError(f"redaction config {p}: {exc.strerror or exc}") from None
+    import yaml  # only here: `kubeweir read` with the default rules never pays for it
+
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -49,7 +49,7 @@ from redaction._compiled import (
     _spans,
 )
 from redaction._config import RedactionConfig
-from redaction._rules import PatternRule, normalize
+from redaction._rules import BUILTIN_PATTERNS, PatternRule, normalize
 
 __all__ = ["Engine"]
 
@@ -70,6 +70,7 @@ _SQL_PASSWORD = re.compile(
 _SQL_PROTOS = frozenset({"postgres", "mysql"})
 _FULL_PROTOS = frozenset({"redis", "postgres", "mysql"})
 _IN_STRING = frozenset({"jwt", "bearer", "email", "aws-access-key", "iban", "us-ssn"})
+_IN_STRING_RULES = frozenset(BUILTIN_PATTERNS[n] for n in _IN_STRING)
 """Builtin patterns whose matches can't be a bare JSON value or contain a quote or a
 backslash: replaced in JSON text without parsing it (a card may be a bare number, a
 truncated private key may run past its string's end)."""
@@ -618,7 +619,7 @@ class _Job:
         if not names:
             if not hit:
                 return text  # no sensitive key, no pattern hit: nothing to do
-            if all(p.name in _IN_STRING for p in hit):
+            if _IN_STRING_RULES.issuperset(hit):
                 # these hits can only sit inside JSON strings and hold no character
                 # JSON escapes: replaced in the text, no parse ("request.body")
                 return self.replace(text, spans, path)
@@ -958,9 +959,12 @@ class Engine:
                     summary = job.summary(summary)
         if not job.hits:
             return entry
-        redacted = list(entry.redacted)
-        seen = set(redacted)
-        redacted.extend(p for p in job.hits if p not in seen)
+        if entry.redacted:
+            redacted = list(entry.redacted)
+            seen = set(redacted)
+            redacted.extend(p for p in job.hits if p not in seen)
+        else:
+            redacted = list(job.hits)
         return msgspec.structs.replace(
             entry, request=request, response=response, summary=summary, redacted=redacted
         )
@@ -1002,8 +1006,13 @@ def _triage(
             except UnicodeEncodeError:
                 raw = _END  # can't be searched: looked at in full
             if _END not in raw:
-                pieces += (_BODY, raw, _END)
                 raws[i] = raw
+                if i == 0:
+                    # a request's JSON body usually holds something (a login, a form, an
+                    # order with an e-mail): its own look (one RE2 set pass) at once
+                    work[0] = 1
+                    continue
+                pieces += (_BODY, raw, _END)
                 owners.append(i)
                 continue
         work[i] = 1
