@@ -76,9 +76,9 @@ class ShipperConfig:
     node: str = ""
     ca_file: Path | None = None
     """CA bundle for the hub's TLS certificate; None: the system store."""
-    max_batch_entries: int = 1000
-    max_batch_bytes: int = 4 << 20
-    """Encoded (uncompressed) bytes of a batch."""
+    max_batch_entries: int = 5000
+    max_batch_bytes: int = 8 << 20
+    """Encoded (uncompressed) bytes of a batch (the hub takes up to 16 MiB by default)."""
     max_batch_age: float = 1.0
     """Seconds the first entry of a batch waits for more before the batch is sealed."""
     senders: int = 2
