@@ -160,7 +160,9 @@ def test_auto_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert auto_jobs(str(big)) == (1 if cpus < 2 else min(cpus, 4))
     monkeypatch.setattr(read_jobs, "idle_cpus", lambda: 0.4)  # a busy machine
     assert auto_jobs(str(big)) == 1
-    monkeypatch.setattr(read_jobs, "idle_cpus", lambda: 1.6)
+    monkeypatch.setattr(read_jobs, "idle_cpus", lambda: 1.1)  # one CPU and a bit
+    assert auto_jobs(str(big)) == 1
+    monkeypatch.setattr(read_jobs, "idle_cpus", lambda: 1.3)
     assert auto_jobs(str(big)) == min(cpus, 2)
     monkeypatch.setattr(read_jobs, "idle_cpus", lambda: None)  # no /proc/stat
     assert auto_jobs(str(big)) == (1 if cpus < 2 else min(cpus, 4))
