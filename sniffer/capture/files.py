@@ -113,7 +113,21 @@ class CaptureReader:
         eof = False
         last_sec = -1
         while True:
-            have = len(buf) - pos
+            # whole, sane records already in ``buf`` (the common case) in a tight loop;
+            # anything else (damage, a record across the chunk end) below
+            n = len(buf)
+            start = pos + size
+            while start <= n:
+                sec, frac, incl, _ = unpack(buf, pos)
+                end = start + incl
+                if end > n or incl > limit or frac >= ticks:
+                    break
+                last_sec = sec
+                self.records += 1
+                yield sec + frac / ticks, lt, mv[start:end]
+                pos = end
+                start = end + size
+            have = n - pos
             if have >= size:
                 sec, frac, incl, orig = unpack(buf, pos)
                 end = pos + size + incl
