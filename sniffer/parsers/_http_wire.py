@@ -58,7 +58,9 @@ def decode_head(raw: bytes | bytearray) -> list[str]:
 def parse_fields(lines: list[str], start: int) -> dict[str, str]:
     """RFC 9112 §5: field lines. Names lower-cased; repeats joined (RFC 9110 §5.3)."""
     items = list(map(str.partition, lines[start:] if start else lines, repeat(":")))
-    headers = {name.lower(): value.strip() for name, _, value in items}
+    headers: dict[str, str] = {}
+    for name, _, value in items:  # a loop, not a comprehension: no frame per call (3.11)
+        headers[name.lower()] = value.strip()
     # The common case ends here: every line had a colon, no name was repeated, and no
     # name holds white space (space before the colon, or an obs-fold line).
     if len(headers) == len(items) and all(map(_COLON, items)):

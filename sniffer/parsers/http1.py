@@ -86,6 +86,8 @@ class HttpParser(HttpReader):
         self._max_body = self.limits.max_body
         self._orphans = 0
         """Responses without a request since the last request head (see ``_lost_message``)."""
+        self._fast = (self._fast_request, self._fast_response)
+        """The whole-message fast path of each direction (client, server)."""
 
     def feed(self, direction: Direction, data: bytes, ts: float) -> None:
         h = self._halves[direction]
@@ -94,7 +96,7 @@ class HttpParser(HttpReader):
             # straight from ``data``, with no events, buffer or state-machine turns. Any
             # other case (a partial head or body, chunked, 1xx, HEAD, Upgrade, gaps, bad
             # input) goes to the reader from the first message the fast path declines.
-            fast = self._fast_request if h is self._client else self._fast_response
+            fast = self._fast[direction]
             pos = 0
             n = len(data)
             while pos < n:
