@@ -903,7 +903,7 @@ class Engine:
         """The entry with sensitive values replaced and their paths added to ``redacted``;
         the same object when nothing was replaced. Never mutates ``entry``."""
         rs = self._rules(entry.src.namespace, entry.dst.namespace) if self._ns else self._base
-        job = _Job(rs, rs.patterns)
+        job: _Job | None = None
         proto = entry.proto
         request, response, summary = entry.request, entry.response, entry.summary
         # Headers by name first (the usual find: authorization, cookie).
@@ -911,10 +911,12 @@ class Engine:
         if request:
             h = request.get("headers")
             if h and not (type(h) is dict and h.keys() <= plain):
+                job = _Job(rs, rs.patterns)
                 request = job.headers_first(request, "request")
         if response:
             h = response.get("headers")
             if h and not (type(h) is dict and h.keys() <= plain):
+                job = job or _Job(rs, rs.patterns)
                 response = job.headers_first(response, "response")
         # What each side needs: its head (every field but the body) and its body looked at
         # in full (2), its body alone (1), or nothing (0); and whether the summary needs a
@@ -926,6 +928,10 @@ class Engine:
             raws: list[bytes | None] = [None, None]
         else:
             work, heads, raws = _triage(gate, request, response, summary)
+            if job is None and not (work[0] or work[1]):
+                return entry  # the usual answer: nothing by name, nothing the gate found
+        if job is None:
+            job = _Job(rs, rs.patterns)
         if work[0] == 2:
             new = job.message(request, "request", proto)
             if new is not request:
@@ -979,12 +985,10 @@ def _triage(
     """``(work, heads, raws)``: what each of request and response needs (0 nothing, 1 the
     body, 2 everything), then whether the summary needs a look (0/1); the JSON encoding of
     the heads (the messages without their bodies) and the summary, as searched; and the
-    JSON bodies' UTF-8 bytes as searched. Bodies that aren't JSON text always get their
-    look."""
+    JSON bodies' UTF-8 bytes. A request's JSON body and bodies that aren't JSON text always
+    get their look; a response's JSON body is searched with the heads."""
     rb = request.get("body") if request else None
     sb = response.get("body") if response else None
-    work = [0, 0, 0]
-    raws: list[bytes | None] = [None, None]
     heads = _json_encode(
         (
             {**request, "body": ""} if rb else request,
@@ -992,37 +996,39 @@ def _triage(
             summary,
         )
     )
+    work = [0, 0, 0]
+    raws: list[bytes | None] = [None, None]
+    if rb:
+        # a request's JSON body usually holds something (a login, a form, an order with
+        # an e-mail): its own look (one RE2 set pass) at once
+        work[0] = 1
+        if type(rb) is str and _is_json(request, rb):
+            raws[0] = _utf8(rb)
     pieces = [_HEAD, heads, _END]
-    owners = [-1]  # per piece searched: the body's side (-1: the heads)
-    for i, msg, body in ((0, request, rb), (1, response, sb)):
-        if not body:
-            continue
-        if type(body) is str and (
-            (msg.get("body_encoding") == "utf8" and msg.get("content_type") in _JSON_TYPES)
-            or _json_text(msg, body)
+    if sb:
+        raw = None
+        if type(sb) is str and (
+            (
+                response.get("body_encoding") == "utf8"
+                and response.get("content_type") in _JSON_TYPES
+            )
+            or _json_text(response, sb)
         ):
             try:
-                raw = body.encode("utf-8", "surrogateescape")
+                raw = sb.encode("utf-8", "surrogateescape")
             except UnicodeEncodeError:
-                raw = _END  # can't be searched: looked at in full
-            if _END not in raw:
-                raws[i] = raw
-                if i == 0:
-                    # a request's JSON body usually holds something (a login, a form, an
-                    # order with an e-mail): its own look (one RE2 set pass) at once
-                    work[0] = 1
-                    continue
-                pieces += (_BODY, raw, _END)
-                owners.append(i)
-                continue
-        work[i] = 1
+                pass
+        if raw is None or 0 in raw:  # (a NUL or a lone surrogate: can't be searched)
+            work[1] = 1
+        else:
+            raws[1] = raw
+            pieces += (_BODY, raw, _END)
     found = gate.which(pieces)
-    for k in found:
-        i = owners[k]
-        if i >= 0:
-            work[i] = max(work[i], 1)
-            continue
-        # in the heads: each on its own (the summary goes with the request's)
+    if not found:
+        return work, heads, raws  # the usual answer
+    if found[-1] == 1:
+        work[1] = 1
+    if found[0] == 0:  # in the heads: each on its own (the summary goes with the request's)
         alone: list[bytes] = []
         if request:
             alone += (
@@ -1047,6 +1053,23 @@ def _triage(
         if response and (len(alone) // 3 - 1) in hit:
             work[1] = 2
     return work, heads, raws
+
+
+def _is_json(msg: dict[str, Any], body: str) -> bool:
+    """Whether ``_Job.body`` takes ``body`` for JSON text."""
+    if msg.get("body_encoding") == "utf8" and msg.get("content_type") in _JSON_TYPES:
+        return True
+    return _json_text(msg, body)
+
+
+def _utf8(text: str) -> bytes | None:
+    """``text`` as the gate searches it (None: it can't be, having a NUL or a lone
+    surrogate; then its look is in full)."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+    return None if 0 in raw else raw
 
 
 def _minimal(secrets: list[str]) -> list[str]:
@@ -1075,11 +1098,16 @@ def _echoed(
         heads = _json_encode(
             tuple({k: v for k, v in m.items() if k != "body"} for m in (request, response) if m)
         )
-    rb = request.get("body") if request else None
-    sb = response.get("body") if response else None
-    text = "\n".join((summary, rb if type(rb) is str else "", sb if type(sb) is str else ""))
+    texts = [summary]
+    for msg in (request, response):
+        body = msg.get("body") if msg else None
+        if type(body) is str and body:
+            texts.append(body)
     for s in secrets:
-        if s in text or _json_encode(s)[1:-1] in heads:
+        for text in texts:
+            if s in text:
+                return True
+        if _json_encode(s)[1:-1] in heads:
             return True
     return False
 
