@@ -229,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             w, c, _ = _read(path, "--no-redact")
             off.append((w, c))
         us, share, n_entries = _engine_alone(path)
+    load = os.getloadavg()
     t_on, t_off = min(w for w, _ in on), min(w for w, _ in off)
     c_on, c_off = min(c for _, c in on), min(c for _, c in off)
     cost = (c_on - c_off) / c_off * 100
@@ -241,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
         f"`kubeweir.pcapgen.tcp_session` in {gen:.1f} s): browser-like headers, a bearer JWT "
         "on 70% of requests, cookies on 30%, JSON order bodies with a customer e-mail on 40% "
         "(card numbers on 10% of those), 1–2 KB JSON responses. Best of "
-        f"{a.repeat}, runs alternating; {os.cpu_count()} CPUs, shared machine (CPU time is "
-        "the measure; wall clock is shown but moves with other people's load).",
+        f"{a.repeat}, runs alternating; {os.cpu_count()} CPUs, shared machine (load average "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the end; CPU time is the measure, "
+        "wall clock is shown but moves with other people's load).",
         "",
         "| run | entries | CPU s | wall s | entries per CPU s |",
         "|---|---:|---:|---:|---:|",
