@@ -98,7 +98,11 @@ class _Job:
 
     def hit(self, path: str, value: object) -> None:
         self.hits[path] = None
-        self.secret(value)
+        if type(value) is str:
+            if value and value != REDACTED:
+                self.secrets.add(value)
+        else:
+            self.secret(value)
 
     def secret(self, value: object) -> None:
         if isinstance(value, str):
@@ -453,8 +457,10 @@ class _Job:
         changed = False
         for i, part in enumerate(parts):
             name, eq, val = part.partition("=")
-            if eq and val.strip() and val.strip() != REDACTED:
-                self.hit(path, val.strip())
+            val = val.strip()
+            if eq and val and val != REDACTED:
+                self.hits[path] = None
+                self.secrets.add(val)
                 parts[i] = f"{name}={REDACTED}"
                 changed = True
         return ";".join(parts) if changed else value
