@@ -533,6 +533,7 @@ class _Job:
                 if not eq or not value:
                     continue
                 dname = unquote_plus(name) if ("%" in name or "+" in name) else name
+                dname = dname.strip()  # (a form body may start with a line break)
                 where = f"{path}.{dname}" if per_name else path
                 if normalize(dname) in names:
                     if value != REDACTED:

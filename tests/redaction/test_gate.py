@@ -123,3 +123,17 @@ def test_which_keeps_the_kinds_apart() -> None:
     assert gate.which(_pieces(*parts)) == [0, 2, 4]
     # a member never matches across the NUL that ends a text
     assert gate.which(_pieces((body, b'{"x": "a'), (body, b'@b"}'))) == []
+
+
+def test_form_field_after_a_leading_line_break() -> None:
+    """(Found while checking the gate: the name was taken with the line break.)"""
+    e = make_http_entry(
+        "POST",
+        "/login",
+        request_headers={"content-type": "application/x-www-form-urlencoded"},
+        request_body="\r\npassword=hunter2xyz&x=1",
+    )
+    out = GATED.apply(e)
+    assert "hunter2xyz" not in entry_to_json(out).decode()
+    assert "request.body.password" in out.redacted
+    same(e)
