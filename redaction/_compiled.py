@@ -375,6 +375,11 @@ def _gate(rs: _RuleSet) -> _Gate | None:
         return None
     hints = [p.hint for p in rs.hinted]
     head = list(hints)
+    keys = sorted({*rs.json_names, *rs.json_paths})
+    if keys:  # \"password\": in a short JSON body searched inside its head's encoding
+        head.append(  # (whitespace before the colon is escaped there too: \n, \t)
+            r'(?i)\\"[-_]*(?:' + "|".join(_flex(n) for n in keys) + r')[-_]*\\"(?:\s|\\[nrt])*:'
+        )
     params = sorted(rs.query | rs.form)
     if params:  # a=1&token=... in the query, a URL
         head.append(r"(?i)[?&\"](?:" + "|".join(_flex(n) for n in params) + ")[-_]*=")
@@ -389,7 +394,6 @@ def _gate(rs: _RuleSet) -> _Gate | None:
         r"(?i)multipart/",
     ]
     body = list(hints)
-    keys = sorted({*rs.json_names, *rs.json_paths})
     if keys:
         body.append(r'(?i)"[-_]*(?:' + "|".join(_flex(n) for n in keys) + r')[-_]*"\s*:')
     body.append(r"\\")

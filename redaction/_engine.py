@@ -40,6 +40,7 @@ import msgspec
 
 from kubeweir.entry import REDACTED, Entry
 from redaction._compiled import (
+    _UNANCHORED,
     _URL_HEADERS,
     _display,
     _Gate,
@@ -991,18 +992,14 @@ def _triage(
 ) -> tuple[list[int], bytes, list[bytes | None]]:
     """``(work, heads, raws)``: what each of request and response needs (0 nothing, 1 the
     body, 2 everything), then whether the summary needs a look (0/1); the JSON encoding of
-    the heads (the messages without their bodies) and the summary, as searched; and the
-    JSON bodies' UTF-8 bytes. A request's JSON body and bodies that aren't JSON text always
-    get their look; a response's JSON body is searched with the heads."""
+    the heads and the summary, as searched; and the JSON bodies' UTF-8 bytes.
+
+    A request's body and bodies that aren't JSON text always get their look. A response's
+    JSON body is searched too: a short one inside its head's encoding (escaped: the head's
+    members cover it, ``\\"key\\":`` included), a longer one on its own as text (no
+    escaping to pay for, no copy of the head with the body in it)."""
     rb = request.get("body") if request else None
     sb = response.get("body") if response else None
-    heads = _json_encode(
-        (
-            {**request, "body": ""} if rb else request,
-            {**response, "body": ""} if sb else response,
-            summary,
-        )
-    )
     work = [0, 0, 0]
     raws: list[bytes | None] = [None, None]
     if rb:
@@ -1011,9 +1008,9 @@ def _triage(
         work[0] = 1
         if type(rb) is str and _is_json(request, rb):
             raws[0] = _utf8(rb)
-    pieces = [_HEAD, heads, _END]
+    inline = False
+    raw = None
     if sb:
-        raw = None
         if type(sb) is str and (
             (
                 response.get("body_encoding") == "utf8"
@@ -1021,20 +1018,30 @@ def _triage(
             )
             or _json_text(response, sb)
         ):
-            try:
-                raw = sb.encode("utf-8", "surrogateescape")
-            except UnicodeEncodeError:
-                pass
-        if raw is None or 0 in raw:  # (a NUL or a lone surrogate: can't be searched)
+            if len(sb) <= _INLINE:
+                inline = True
+            else:
+                raw = _utf8(sb)
+        if not inline and raw is None:
             work[1] = 1
-        else:
-            raws[1] = raw
-            pieces += (_BODY, raw, _END)
-    found = gate.which(pieces)
-    if not found:
-        return work, heads, raws  # the usual answer
-    if found[-1] == 1:
-        work[1] = 1
+    heads = _json_encode(
+        (
+            {**request, "body": ""} if rb else request,
+            {**response, "body": ""} if sb and not inline else response,
+            summary,
+        )
+    )
+    if raw is None:
+        if gate.regexp.Match(_UNANCHORED, _HEAD + heads + _END, 0, len(heads) + 2)[0][0] < 0:
+            return work, heads, raws  # the usual answer
+        found = [0]
+    else:
+        raws[1] = raw
+        found = gate.which([_HEAD, heads, _END, _BODY, raw, _END])
+        if not found:
+            return work, heads, raws  # the usual answer
+        if found[-1] == 1:
+            work[1] = 1
     if found[0] == 0:  # in the heads: each on its own (the summary goes with the request's)
         alone: list[bytes] = []
         if request:
@@ -1051,7 +1058,11 @@ def _triage(
                 _json_encode(({**response, "body": ""} if sb else response, None)),
                 _END,
             )
-        hit = gate.which(alone) or list(range(len(alone) // 3))  # only across the two: all
+        hit = gate.which(alone)
+        if inline:
+            work[1] = max(work[1], 1)  # (the hit may be in the body searched in its head)
+        elif not hit:  # only across the two: all
+            hit = list(range(len(alone) // 3))
         if request:
             if 0 in hit:
                 work[0] = work[2] = 2
@@ -1060,6 +1071,11 @@ def _triage(
         if response and (len(alone) // 3 - 1) in hit:
             work[1] = 2
     return work, heads, raws
+
+
+_INLINE = 1024
+"""A response's JSON body up to this many characters is searched inside its head's JSON
+encoding, longer ones on their own."""
 
 
 def _is_json(msg: dict[str, Any], body: str) -> bool:

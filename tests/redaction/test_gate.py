@@ -137,3 +137,24 @@ def test_form_field_after_a_leading_line_break() -> None:
     assert "hunter2xyz" not in entry_to_json(out).decode()
     assert "request.body.password" in out.redacted
     same(e)
+
+
+def test_short_json_body_searched_in_its_head() -> None:
+    """A short response body is searched inside its head's JSON encoding: a key before a
+    line break and a colon, escapes, a pattern hit, are all still found."""
+    for body in (
+        '{"id": 1,\n "password"\n : "hunter2xyz"}',
+        '{"note": "mail jane@example.com"}',
+        '{"x": "a\\u0040b", "token": "abcdef123"}',
+    ):
+        e = make_http_entry(
+            "GET",
+            "/a",
+            response_headers={"content-type": "application/json"},
+            response_body=body,
+        )
+        out = GATED.apply(e)
+        assert out is not e and any(p.startswith("response.body") for p in out.redacted)
+        for secret in ("hunter2xyz", "jane@example.com", "abcdef123"):
+            assert secret not in out.response["body"]
+        same(e)
