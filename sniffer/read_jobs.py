@@ -172,8 +172,8 @@ def _worker(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent)
     code = 0
+    sink = _Blocks(conn)
     try:
-        sink = _Blocks(conn)
         pipe = Pipeline(settings)
         with open_capture(path) as reader:
             records: Any = reader
@@ -192,6 +192,8 @@ def _worker(
         code = 1
     except BaseException as exc:  # noqa: B036 - reported to the parent, then exit
         code = 1
+        with contextlib.suppress(Exception):
+            sink.flush()  # the whole lines written before the failure still go out
         text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
         if not isinstance(exc, CaptureError | OSError):
             text += "\n" + "".join(traceback.format_exception(exc))
