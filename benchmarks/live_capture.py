@@ -29,7 +29,6 @@ import argparse
 import math
 import os
 import re
-import resource
 import signal
 import struct
 import subprocess
@@ -53,9 +52,11 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
 
 
-def _rss_mib(pid: int) -> float:
+def _rss_mib(pid: int, field: str = "VmRSS") -> float:
+    """VmRSS (now) or VmHWM (peak of this process image: unlike getrusage's ru_maxrss, it
+    does not carry over the RSS of the parent that forked it)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -355,7 +356,7 @@ def flows_rss(n: int = 100_000, extra: int = 20_000) -> dict[str, Any]:
     open_flows = len(getattr(tcp, "conns", ()))
     return {"flows": n, "extra": extra, "open": open_flows, "rss": rss, "base": base,
             "bound_flows": c.get("bound_flows", 0), "evicted": c.get("closed_evicted", 0),
-            "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "maxrss": _rss_mib(os.getpid(), "VmHWM"),
             "syn_rate": (n + extra) / elapsed}  # fmt: skip
 
 
