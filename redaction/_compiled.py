@@ -2,8 +2,8 @@
 
 ``_RuleSet`` turns the rule objects of a config (plus a namespace's extra rules) into what
 the engine looks things up in; ``_spans`` finds validated pattern hits in a text by trying
-each regex only at its anchors; ``_gate`` builds the one RE2 set that tells whether an
-entry could hold anything beyond its headers.
+each regex only at its anchors; ``_gate`` builds the one RE2 search (``_Gate``) that tells
+which of an entry's heads and JSON bodies could hold anything beyond its headers.
 """
 
 from __future__ import annotations

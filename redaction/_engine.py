@@ -6,12 +6,15 @@ does no I/O, and keeps no per-call state on the engine (its caches only grow, un
 GIL, and are bounded), so one engine serves many threads.
 
 Work is skipped where it can't find anything. Headers are redacted by name first (the
-usual find); then one RE2 pass over the JSON encoding of the rest of the entry (``_gate``:
-every pattern's hint, every sensitive query/form/JSON/field name, and whatever could hide
-one: percent-encoding, escapes, base64, multipart) decides whether anything else could
-be there. Most entries stop there. Otherwise each side gets the same look on its own, its
-head and its body apart, and a body is parsed only when a sensitive key may be in it.
-Python regexes run only at the anchors of patterns whose hint matched (``_spans``).
+usual find); then one RE2 search (``_triage``, ``_Gate``) over the JSON encoding of the
+heads (each message without its body: every pattern's hint, every sensitive query/form/
+field name, and whatever could hide one: percent-encoding, escapes, base64, multipart)
+and over the response's JSON body (hints, sensitive key names as keys, escapes) decides
+which of them could hold anything else. Most entries stop there. A side whose head was
+flagged gets the full look; a flagged JSON body (and a request's JSON body, always) gets
+the JSON look, parsed only when a sensitive key may be in it; other bodies get their own
+checks. Python regexes run only at the anchors of patterns whose hint matched
+(``_spans``). A property test checks that the gate skips only what holds nothing.
 
 Order of work for each of ``request`` and ``response``:
 
