@@ -78,6 +78,11 @@ def test_targeted_calls_reach_hub_untargeted_never(cluster: Cluster, capture: st
         assert f"kubeweir_sniffer_{name}" in metrics, name
     assert 'kubeweir_sniffer_drops_total{reason="kernel"} 0.0' in metrics
     assert "kubeweir_sniffer_targeted_pods 4.0" in metrics  # web, cli, dns, redis
+    # CPU of each busy thread: the capture thread has parsed everything above
+    cpu = dict(re.findall(r'^kubeweir_sniffer_thread_cpu_total\{thread="([^"]+)"\} (\S+)$',
+                          metrics, re.M))  # fmt: skip
+    assert {"capture", "sealer", "sender", "sender-1"} <= cpu.keys()
+    assert float(cpu["capture"]) > 0
     wait_for(lambda: agent.heartbeats_sent > 0, 5, "a heartbeat")
     sniffers = cluster.hub.status()["sniffers"]
     assert [s["node"] for s in sniffers] == ["node-a"] and sniffers[0]["targets"] == 4
