@@ -27,7 +27,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hub.storage.base import IngestResult, Storage, StorageError
 from hub.storage.recent import RecentIds
-from hub.storage.rows import BatchError, entries_to_arrow
+from hub.storage.rows import BatchError, batch_to_arrow
 from hub.storage.schema import COLUMNS, entries_table
 from kubeweir.entry import Entry
 
@@ -239,11 +239,14 @@ class DuckDBStorage(Storage):
         windows, so the INSERT is a plain append; otherwise by an anti-join in SQL."""
         if not entries:
             return IngestResult(0, 0)
-        total = len(entries)
-        if len({e.id for e in entries}) != total:  # repeated within the batch: keep the first
-            seen: set[str] = set()
-            entries = [e for e in entries if not (e.id in seen or seen.add(e.id))]  # type: ignore[func-returns-value]
-        table = entries_to_arrow(entries)
+        table, total = batch_to_arrow(entries)
+        return self.ingest_arrow(table, total)
+
+    def ingest_arrow(self, table: pa.Table, total: int) -> IngestResult:
+        """``ingest`` of a batch already in the storage columns (``batch_to_arrow``: its
+        ids distinct, ``total`` the number of entries sent)."""
+        if not table.num_rows:
+            return IngestResult(0, total)
         ts: list[int] = table.column("ts").cast(pa.int64()).to_pylist()
         if not all(map(operator.le, ts, islice(ts, 1, None))):
             table = table.sort_by("ts")  # appended in time order

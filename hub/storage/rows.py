@@ -25,6 +25,7 @@ from kubeweir.entry import Endpoint, Entry
 __all__ = [
     "ARROW_SCHEMA",
     "BatchError",
+    "batch_to_arrow",
     "datetime_to_ts",
     "entries_to_arrow",
     "gc_paused",
@@ -201,6 +202,16 @@ def _maps_and_bodies(msgs: list[dict[str, Any]]) -> tuple[pa.Array, pa.Array]:
 def _path(req: dict[str, Any]) -> Any:
     p = req.get("path")
     return p if p is not None else req.get("name")
+
+
+def batch_to_arrow(entries: Sequence[Entry]) -> tuple[pa.Table, int]:
+    """A batch as sent, in the storage columns: an id repeated within the batch is kept
+    from its first entry. Returns the table and the number of entries sent."""
+    total = len(entries)
+    if len({e.id for e in entries}) != total:
+        seen: set[str] = set()
+        entries = [e for e in entries if not (e.id in seen or seen.add(e.id))]  # type: ignore[func-returns-value]
+    return entries_to_arrow(entries), total
 
 
 def entries_to_arrow(entries: Sequence[Entry]) -> pa.Table:

@@ -167,3 +167,16 @@ def test_heartbeat(client: TestClient) -> None:
 
 def test_settings_override_via_dependency(settings: Settings) -> None:
     assert settings.ingest_token is not None
+
+
+def test_ingest_honours_a_settings_override(settings: Settings) -> None:
+    """The ingest route reads its settings through ``get_settings`` overrides too."""
+    from hub.core.config import get_settings
+
+    app = create_app(settings)
+    app.dependency_overrides[get_settings] = lambda: hub_settings(max_batch_entries=2)
+    with TestClient(app) as c:
+        es = [make_http_entry() for _ in range(3)]
+        r = c.post("/api/v1/ingest", content=encode_batch(es), headers=INGEST)
+        assert r.status_code == 413 and "over the limit of 2" in r.text
+        assert ingest(c, es[:2])["accepted"] == 2
