@@ -89,14 +89,17 @@ def rich_entries(n: int, first: int = 0) -> list[Entry]:
 
 
 CHECKPOINT_THRESHOLD = "256MB"
-"""Both sides: the hub's default, set explicitly in its config and on the bare side."""
+MEMORY_LIMIT = "1GiB"
+"""Both sides: the hub's defaults, set explicitly in its config and on the bare side."""
 
 
 def bare_append(entries: list[Entry], path: str) -> float:
     """Seconds to append the rows (already as storage columns in Arrow) to a fresh file,
     in one INSERT (committed), with the hub's DuckDB settings. Neither side's timing holds
     a final CHECKPOINT: the hub's WAL stays under the threshold during the run too."""
-    con = duckdb.connect(path, config={"checkpoint_threshold": CHECKPOINT_THRESHOLD})
+    con = duckdb.connect(
+        path, config={"checkpoint_threshold": CHECKPOINT_THRESHOLD, "memory_limit": MEMORY_LIMIT}
+    )
     migrate(con, MIGRATIONS)
     columns = entries_to_arrow(entries)  # the storage columns, built outside the timing
     con.register("cols", columns)
@@ -139,7 +142,7 @@ def http_ingest(
     cfg = tmp / "hub.yaml"
     cfg.write_text(
         "ingest_token: bench\nretention_max_age: null\nretention_max_bytes: null\n"
-        f"db_checkpoint_threshold: {CHECKPOINT_THRESHOLD}\n"
+        f"db_checkpoint_threshold: {CHECKPOINT_THRESHOLD}\ndb_memory_limit: {MEMORY_LIMIT}\n"
         "viewer_tokens:\n  reader: {name: reader, namespaces: ['*']}\n"
     )
     repo = Path(__file__).resolve().parent.parent
@@ -224,7 +227,8 @@ def main() -> None:
     )
     print("Rich rows: two 6-key header maps and a 300-byte body per entry; hub in its own")
     print("process on a DuckDB file; client posts pre-encoded zstd msgpack batches. Both")
-    print(f"sides: checkpoint_threshold {CHECKPOINT_THRESHOLD}, no final CHECKPOINT timed.\n")
+    print(f"sides: checkpoint_threshold {CHECKPOINT_THRESHOLD}, memory_limit {MEMORY_LIMIT},")
+    print("no final CHECKPOINT timed.\n")
     print("| path | entries | seconds | entries/s |")
     print("|---|---:|---:|---:|")
     print(f"| bare DuckDB Arrow append (same rows, storage columns) | {n} | {bare:.2f} | "
