@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.sql.elements import ColumnElement
 
+from hub.storage.rows import batch_to_arrow
 from hub.storage.schema import entries_table
 from kubeweir.entry import Entry
 
@@ -38,10 +40,17 @@ class Storage(abc.ABC):
 
     table: sa.Table = entries_table
 
-    @abc.abstractmethod
     def ingest(self, entries: Sequence[Entry]) -> IngestResult:
         """Store a batch all-or-nothing, skipping ids already stored (idempotent).
         Raises ``hub.storage.rows.BatchError`` when the batch cannot be stored as sent."""
+        if not entries:
+            return IngestResult(0, 0)
+        return self.ingest_arrow(*batch_to_arrow(entries))
+
+    @abc.abstractmethod
+    def ingest_arrow(self, table: pa.Table, total: int) -> IngestResult:
+        """``ingest`` of a batch already in the storage columns by
+        ``hub.storage.rows.batch_to_arrow`` (ids distinct; ``total`` entries were sent)."""
 
     @abc.abstractmethod
     def page(

@@ -27,9 +27,8 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from hub.storage.base import IngestResult, Storage, StorageError
 from hub.storage.recent import RecentIds
-from hub.storage.rows import BatchError, batch_to_arrow
+from hub.storage.rows import BatchError
 from hub.storage.schema import COLUMNS, entries_table
-from kubeweir.entry import Entry
 
 __all__ = ["MIGRATIONS", "DuckDBStorage", "migrate"]
 
@@ -230,21 +229,13 @@ class DuckDBStorage(Storage):
 
     # -- writes -----------------------------------------------------------------------
 
-    def ingest(self, entries: Sequence[Entry]) -> IngestResult:
+    def ingest_arrow(self, table: pa.Table, total: int) -> IngestResult:
         """Group commit: batches that arrive while another batch holds the write lock are
         written together by whichever thread gets the lock next, in one INSERT and one
         COMMIT (each keeps its own dedupe window and its own result; a group that fails
         is retried batch by batch, so a bad batch fails alone). Duplicates are found in
         the in-memory index of recent ids (``RecentIds``) when it covers the batches'
         windows, so the INSERT is a plain append; otherwise by an anti-join in SQL."""
-        if not entries:
-            return IngestResult(0, 0)
-        table, total = batch_to_arrow(entries)
-        return self.ingest_arrow(table, total)
-
-    def ingest_arrow(self, table: pa.Table, total: int) -> IngestResult:
-        """``ingest`` of a batch already in the storage columns (``batch_to_arrow``: its
-        ids distinct, ``total`` the number of entries sent)."""
         if not table.num_rows:
             return IngestResult(0, total)
         ts: list[int] = table.column("ts").cast(pa.int64()).to_pylist()
