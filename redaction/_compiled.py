@@ -14,7 +14,7 @@ from typing import Any
 
 import re2
 
-from redaction._rules import NameRule, PatternRule, Rule, normalize
+from redaction._rules import BUILTIN_PATTERNS, NameRule, PatternRule, Rule, normalize
 from redaction._validators import VALIDATORS
 
 _URL_HEADERS = frozenset({":path", "location", "referer", "contentlocation"})  # normalized
@@ -323,12 +323,12 @@ class _Gate:
     the next NUL (``\\x02[^\\x00]*?(?:...)``), so the one DFA pass keeps the kinds apart.
     The search resumes after each text that matched, to tell which of them did."""
 
-    __slots__ = ("regexp",)
+    __slots__ = ("regexp", "rest", "cards")
 
     HEAD = b"\x02"
     BODY = b"\x01"
 
-    def __init__(self, head: list[str], body: list[str]) -> None:
+    def __init__(self, head: list[str], body: list[str], cards: PatternRule | None = None) -> None:
         def alt(members: list[str]) -> str:
             return "|".join(f"(?:{m})" for m in members)
 
@@ -336,6 +336,26 @@ class _Gate:
         self.regexp = re2.compile(
             rf"\x02[^\x00]*?(?:{alt(head)})|\x01[^\x00]*?(?:{alt(body)})"
         )._regexp
+        # the head members but the card number's hint: a head only that hint flags (a hex
+        # request id, a timestamp: a digit run) is checked for cards right away
+        self.cards = cards
+        self.rest: Any = None
+        if cards is not None:
+            others = [m for m in head if m != cards.hint]
+            self.rest = re2.compile(rf"\x02[^\x00]*?(?:{alt(others)})")._regexp
+
+    def no_card(self, head: bytes) -> bool:
+        """Whether a head the search flagged holds nothing but digit runs that no card
+        number is found in: no other head member matches it, and the card pattern with
+        its validator (as the full look runs it) finds nothing in its text. Runs in a
+        head's JSON encoding are those of its strings and numbers (quotes, colons and
+        commas bound them), but for ``\\uXXXX`` escapes: a head with one is not
+        dismissed."""
+        if self.rest is None or b"\\u" in head:
+            return False
+        if self.rest.Match(_UNANCHORED, b"\x02" + head + b"\0", 0, len(head) + 2)[0][0] >= 0:
+            return False
+        return not _spans((self.cards,), head.decode("utf-8", "replace"))  # type: ignore[arg-type]
 
     def which(self, pieces: list[bytes]) -> list[int]:
         """The texts a member of their kind matches in (their indices), given as
@@ -397,4 +417,5 @@ def _gate(rs: _RuleSet) -> _Gate | None:
     if keys:
         body.append(r'(?i)"[-_]*(?:' + "|".join(_flex(n) for n in keys) + r')[-_]*"\s*:')
     body.append(r"\\")
-    return _Gate(head, body)
+    card = BUILTIN_PATTERNS["card"]
+    return _Gate(head, body, card if any(p is card for p in rs.hinted) else None)

@@ -1037,6 +1037,8 @@ def _triage(
     if raw is None:
         if gate.regexp.Match(_UNANCHORED, _HEAD + heads + _END, 0, len(heads) + 2)[0][0] < 0:
             return work, heads, raws  # the usual answer
+        if gate.no_card(heads):
+            return work, heads, raws  # a digit run that is no card number (a hex id)
         found = [0]
     else:
         raws[1] = raw
@@ -1045,7 +1047,9 @@ def _triage(
             return work, heads, raws  # the usual answer
         if found[-1] == 1:
             work[1] = 1
-    if found[0] == 0:  # in the heads: each on its own (the summary goes with the request's)
+        if found[0] == 0 and gate.no_card(heads):
+            found = found[1:]
+    if found and found[0] == 0:  # in the heads: each alone (the summary goes with the request)
         alone: list[bytes] = []
         if request:
             alone += (
@@ -1061,7 +1065,7 @@ def _triage(
                 _json_encode(({**response, "body": ""} if sb else response, None)),
                 _END,
             )
-        hit = gate.which(alone)
+        hit = [k for k in gate.which(alone) if not gate.no_card(alone[3 * k + 1])]
         if inline:
             work[1] = max(work[1], 1)  # (the hit may be in the body searched in its head)
         elif not hit:  # only across the two: all

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -158,3 +159,53 @@ def test_short_json_body_searched_in_its_head() -> None:
         for secret in ("hunter2xyz", "jane@example.com", "abcdef123"):
             assert secret not in out.response["body"]
         same(e)
+
+
+def test_digit_runs_that_are_no_card_number_skip_the_full_look() -> None:
+    """A hex request id or a timestamp with 13+ digits in a row matches the card number's
+    hint; the gate checks such runs with the card validator instead of flagging the head."""
+    gate = _RuleSet(RedactionConfig().rules).gate
+    assert isinstance(gate, _Gate)
+    hex_id = b'{"x-request-id":"3f2345678901234567ab"}'  # 18 digits, no valid card in them
+    assert gate.which(_pieces((_Gate.HEAD, hex_id))) == [0]  # the hint matches
+    assert gate.no_card(hex_id)
+    assert not gate.no_card(b'{"x-note":"4111 1111 1111 1111"}')  # Luhn-valid
+    assert not gate.no_card(b'{"x-note":"card 4111-1111-1111-1111 ok"}')
+    assert not gate.no_card(b'{"x-request-id":"3f2345678901234567ab","q":"a+b"}')  # '+'
+    assert not gate.no_card(b'{"x-request-id":"3f2345678901234567ab","m":"a@b.c"}')
+    # an escape's hex digits could join a run in the encoding: never dismissed
+    assert not gate.no_card(b'{"x":"\\u00012345678901234567"}')
+    e = make_http_entry(
+        "GET",
+        "/api/v1/orders/7",
+        request_headers={"x-request-id": "3f2345678901234567ab", "traceparent": "00-1-01"},
+    )
+    out = GATED.apply(e)
+    assert out is e
+    same(e)
+
+
+_DIGITISH = st.text(alphabet='0123456789abcdef -+\x01\n"\\%@', min_size=0, max_size=40)
+
+
+@given(
+    st.lists(_DIGITISH, min_size=1, max_size=3),
+    st.sampled_from(["4111111111111111", "4111 1111 1111 1111", "5500-0000-0000-0004", ""]),
+    st.sampled_from(["header", "path", "summary"]),
+)
+def test_digit_runs_gated_as_in_full(values: list[str], card: str, where: str) -> None:
+    """Digit runs, separators, escapes and a card number or not, anywhere in a head: the
+    gated engine (runs checked by the validator at the gate) gives what the full look does."""
+    text = card.join(values) if card else "".join(values)
+    headers = {f"x-v{i}": v for i, v in enumerate(values)}
+    if where == "header":
+        headers["x-card"] = text
+    e = make_http_entry(
+        "GET",
+        "/a/" + text if where == "path" else "/a",
+        request_headers=headers,
+        response_headers={"x-id": text},
+    )
+    if where == "summary":
+        e = msgspec.structs.replace(e, summary=text)
+    same(e)
