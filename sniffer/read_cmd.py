@@ -214,9 +214,12 @@ def read(
     token: str | None,
     jobs: str,
 ) -> None:
+    from sniffer.read_jobs import CpuWatch, auto_jobs
+
+    watch = CpuWatch()  # --jobs auto: how busy the CPUs are, measured over the set-up
     if to_hub and not token:
         raise click.UsageError("--to-hub needs --token (or $KUBEWEIR_INGEST_TOKEN)")
-    n_jobs = _jobs(jobs, file, to_hub is not None)
+    asked = _jobs(jobs, file, to_hub is not None)
     hints = _port_hints(port_hints)
     redact = _redactor(not no_redact, redaction_config)
     try:
@@ -224,6 +227,7 @@ def read(
         pipe = Pipeline(settings)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--port-hint") from exc
+    n_jobs = asked if asked is not None else auto_jobs(file, watch)
     err = sys.stderr
     try:
         reader = open_capture(file)
@@ -300,11 +304,10 @@ def read(
         sys.exit(1)
 
 
-def _jobs(value: str, file: str, to_hub: bool) -> int:
-    from sniffer.read_jobs import auto_jobs
-
+def _jobs(value: str, file: str, to_hub: bool) -> int | None:
+    """--jobs checked; None: auto, decided once the set-up is done."""
     if value.strip().lower() == "auto":
-        return 1 if to_hub else auto_jobs(file)
+        return 1 if to_hub else None
     try:
         n = int(value)
     except ValueError:

@@ -40,7 +40,7 @@ from sniffer.pipeline import FlowShare, Pipeline, PipelineSettings
 if TYPE_CHECKING:  # multiprocessing is imported when workers start, not for --jobs 1
     from multiprocessing.connection import Connection
 
-__all__ = ["JobsResult", "WorkerFailed", "auto_jobs", "read_with_jobs"]
+__all__ = ["CpuWatch", "JobsResult", "WorkerFailed", "auto_jobs", "idle_cpus", "read_with_jobs"]
 
 AUTO_MIN_BYTES = 4 << 20
 """Files smaller than this are read by one process under ``--jobs auto``."""
@@ -72,12 +72,13 @@ class JobsResult:
     """Peak RSS of the parent plus every worker's, summed (KiB)."""
 
 
-def auto_jobs(path: str) -> int:
+def auto_jobs(path: str, watch: CpuWatch | None = None) -> int:
     """``--jobs auto``: for a regular file of at least ``AUTO_MIN_BYTES``, as many
     workers as CPUs are idle right now (at most ``AUTO_MAX_JOBS``, at least 1); 1 for
     pipes, small files and one CPU. A worker on a CPU that other work keeps busy only
     adds its share of the duplicated reading and decoding: on a loaded machine one
-    process finishes first."""
+    process finishes first. ``watch`` (started before the caller's set-up) measures over
+    that set-up instead of a pause of its own."""
     try:
         st = os.stat(path)
     except OSError:
@@ -92,7 +93,7 @@ def auto_jobs(path: str) -> int:
         cpus = os.cpu_count() or 1
     if cpus < 2:
         return 1
-    idle = idle_cpus()
+    idle = idle_cpus() if watch is None else watch.available()
     if idle is not None:
         # each worker reads and decodes every frame (about a quarter of the work on a
         # keep-alive HTTP capture): a second worker pays off from ~1.25 idle CPUs on
@@ -126,6 +127,43 @@ def idle_cpus(sample: float = IDLE_SAMPLE) -> float | None:
     if total1 <= total0:
         return None
     return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0)
+
+
+class CpuWatch:
+    """The CPUs free for this process, measured over whatever it does from the watch's
+    start (its own set-up): the CPUs /proc/stat found idle meanwhile, plus the share of a
+    CPU this process itself kept busy (that one is free again when it forks workers)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._t0 = time.monotonic()
+        self._own0 = time.process_time()
+        try:
+            self._ticks0: tuple[int, int] | None = _cpu_times()
+        except (OSError, ValueError, IndexError):
+            self._ticks0 = None
+
+    def available(self, least: float = IDLE_SAMPLE) -> float | None:
+        """Free CPUs over the time since the start, waiting until at least ``least``
+        seconds have passed (None without /proc/stat)."""
+        import time
+
+        if self._ticks0 is None:
+            return None
+        wait = least - (time.monotonic() - self._t0)
+        if wait > 0:
+            time.sleep(wait)
+        try:
+            idle1, total1 = _cpu_times()
+        except (OSError, ValueError, IndexError):
+            return None
+        idle0, total0 = self._ticks0
+        elapsed = time.monotonic() - self._t0
+        if total1 <= total0 or elapsed <= 0:
+            return None
+        own = (time.process_time() - self._own0) / elapsed
+        return (os.cpu_count() or 1) * (idle1 - idle0) / (total1 - total0) + min(1.0, own)
 
 
 class _Blocks:

@@ -26,7 +26,7 @@ from sniffer import read_jobs
 from sniffer.capture import open_capture
 from sniffer.pipeline import FlowShare, Pipeline, PipelineSettings
 from sniffer.read_cmd import read
-from sniffer.read_jobs import WorkerFailed, auto_jobs, idle_cpus, read_with_jobs
+from sniffer.read_jobs import CpuWatch, WorkerFailed, auto_jobs, idle_cpus, read_with_jobs
 from tests.conftest import pcap
 
 SHARED = [
@@ -166,6 +166,7 @@ def test_auto_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert auto_jobs(str(big)) == min(cpus, 2)
     monkeypatch.setattr(read_jobs, "idle_cpus", lambda: None)  # no /proc/stat
     assert auto_jobs(str(big)) == (1 if cpus < 2 else min(cpus, 4))
+
     code, _, err = _run(small, "--jobs", "0")
     assert code == 2 and "--jobs" in err
     code, _, err = _run(small, "--jobs", "two")
@@ -175,6 +176,31 @@ def test_auto_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert auto_jobs(str(fifo)) == 1
     code, _, err = _run(fifo, "--jobs", "2")
     assert code == 2 and "not a regular file" in err
+
+
+class _Watch:
+    def __init__(self, free: float) -> None:
+        self.free = free
+
+    def available(self) -> float:
+        return self.free
+
+
+def test_cpu_watch_counts_its_own_busy_cpu(tmp_path: Path) -> None:
+    w = CpuWatch()
+    t = time.process_time()
+    while time.process_time() - t < 0.08:  # set-up work keeps this CPU busy
+        pass
+    free = w.available()
+    # its own busy share counts as free (however loaded the machine, it had some of it)
+    assert free is not None and 0 < free <= (os.cpu_count() or 1) + 1
+    big = tmp_path / "big.pcap"
+    big.write_bytes(g.write_pcap(tmp_path / "s.pcap", g.http_conversation(1)).read_bytes())
+    with big.open("ab") as f:
+        f.write(b"\0" * (5 << 20))
+    cpus = len(os.sched_getaffinity(0))
+    assert auto_jobs(str(big), _Watch(0.9)) == 1  # type: ignore[arg-type]
+    assert auto_jobs(str(big), _Watch(1.3)) == min(cpus, 2)  # type: ignore[arg-type]
 
 
 def test_truncated_and_damaged_files_same_messages(tmp_path: Path) -> None:
