@@ -81,6 +81,7 @@ truncated private key may run past its string's end)."""
 """Protocols whose credentials are found by position, not by name or pattern."""
 _BOUNDARY = re.compile(r'boundary="?([^";,]+)"?', re.IGNORECASE)
 _PART_NAME = re.compile(r'\bname="([^"]*)"', re.IGNORECASE)
+_NO_SHAPE = 1 << 62  # ``_Job.leaf_min`` when no pattern found is found by shape
 _MIN_ECHO = 6
 """Values shorter than this are replaced only where found, not as echoes elsewhere
 (``1`` would otherwise wipe every digit); the summary takes any length as a whole token."""
@@ -89,7 +90,7 @@ _MIN_ECHO = 6
 class _Job:
     """The state of one ``apply`` call (never shared between calls or threads)."""
 
-    __slots__ = ("rs", "active", "hits", "secrets", "leaf_anchors")
+    __slots__ = ("rs", "active", "hits", "secrets", "leaf_anchors", "leaf_min")
 
     def __init__(self, rs: _RuleSet, active: tuple[PatternRule, ...]) -> None:
         self.rs = rs
@@ -97,6 +98,7 @@ class _Job:
         self.hits: dict[str, None] = {}
         self.secrets: set[str] = set()
         self.leaf_anchors: tuple[str, ...] | None = None
+        self.leaf_min = 0
 
     # -- bookkeeping ---------------------------------------------------------------------
 
@@ -639,8 +641,15 @@ class _Job:
         except (msgspec.DecodeError, UnicodeEncodeError):
             return self.fallback(text, path)
         saved, self.active = self.active, hit
+        # a JSON string is scanned only if it holds an anchor of a pattern found in the
+        # body or is as long as the shortest shape of one (a card number: 13 characters)
         self.leaf_anchors = (
-            tuple(a for p in hit for a in p.anchors) if all(p.anchors for p in hit) else None
+            tuple(a for p in hit for a in p.anchors)
+            if all(p.anchors or p.shapes for p in hit)
+            else None
+        )
+        self.leaf_min = min(
+            (len(x) for p in hit if not p.anchors for x in p.shapes), default=_NO_SHAPE
         )
         try:
             new = self.json(obj, (None, path, ""), bool(hit))
@@ -690,7 +699,11 @@ class _Job:
             return node if lout is None else lout
         if t is str and leaves:
             anchors = self.leaf_anchors
-            if anchors is not None and not any(a in node for a in anchors):
+            if (
+                anchors is not None
+                and len(node) < self.leaf_min
+                and not any(a in node for a in anchors)
+            ):
                 return node  # none of the patterns found in this body can be here
             return self.scan(node, link)
         if t is int and leaves and abs(node) >= 10**12:  # a card number sent as a number
@@ -1042,9 +1055,10 @@ def _triage(
         found = [0]
     else:
         raws[1] = raw
-        found = gate.which([_HEAD, heads, _END, _BODY, raw, _END])
-        if not found:
+        data = b"".join((_HEAD, heads, _END, _BODY, raw, _END))
+        if gate.regexp.Match(_UNANCHORED, data, 0, len(data))[0][0] < 0:
             return work, heads, raws  # the usual answer
+        found = gate.which([_HEAD, heads, _END, _BODY, raw, _END])
         if found[-1] == 1:
             work[1] = 1
         if found[0] == 0 and gate.no_card(heads):

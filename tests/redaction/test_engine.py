@@ -351,3 +351,26 @@ def test_gate_never_trusts_an_empty_set_answer() -> None:
     gate.set = GaveUp()
     assert gate.Match(b"zz x5 abc") == [0, 1]
     assert gate.Match(b"nothing here") is None
+
+
+def test_json_strings_scanned_by_anchor_or_length_when_a_card_and_an_email_hit() -> None:
+    """A JSON body with a card number and an e-mail is walked string by string; a string
+    with no ``@`` shorter than a card number is skipped, every other one is looked at."""
+    body = {
+        "a": "x@example.com",  # anchor
+        "b": "4111111111111",  # 13 characters: not Luhn-valid, stays
+        "c": "4012888888881881",  # 16: a card
+        "d": ["4222222222222", "short", 1234],  # 13: a (Visa) card
+        "e": "pay 5500 0000 0000 0004 now",
+        "f": f"card {CARD}",
+    }
+    e = make_http_entry("POST", "/", request_body=json.dumps(body), request_headers=JSON_CT)
+    got = json.loads(apply(e).request["body"])
+    assert got == {
+        "a": REDACTED,
+        "b": "4111111111111",
+        "c": REDACTED,
+        "d": [REDACTED, "short", 1234],
+        "e": f"pay {REDACTED} now",
+        "f": f"card {REDACTED}",
+    }
