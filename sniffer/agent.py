@@ -331,6 +331,7 @@ class Agent:
             "spool_batches": len(sp),
             "spool_evicted": sp.evicted_entries,
             "thread_cpu": dict(profiling.THREAD_CPU),
+            "tls": dict(self.tls.counters) if self.tls is not None else {},
         }
         if self.pool is not None:
             snap["open_flows"] = 0
@@ -354,6 +355,10 @@ class Agent:
         out["kernel"] = snap["source"].get("kernel_drops", 0)
         out["ship_queue_full"] = snap["dropped_queue"]
         out["spool_full"] = snap["spool_evicted"]
+        tls = snap["tls"]
+        if self.tls is not None:  # TLS plaintext the kernel side or the streams could not keep
+            out["tls_ring_full"] = tls.get("kernel_ring_full", 0)
+            out["tls_read_fault"] = tls.get("kernel_read_fault", 0)
         return out
 
     def healthy(self) -> tuple[bool, str]:
@@ -471,6 +476,22 @@ class _AgentCollector(Collector):
         for name, secs in sorted(snap["thread_cpu"].items()):
             cpu.add_metric([name], secs)
         yield cpu
+        tls = snap["tls"]
+        if a.tls is not None:
+            yield counter("tls_events", "TLS plaintext events read from the probes' ring.",
+                          tls.get("events", 0))  # fmt: skip
+            yield counter("tls_entries", "Entries made from TLS plaintext.", tls.get("entries", 0))
+            yield gauge("tls_processes", "Processes of targeted pods with libssl probed.",
+                        tls.get("targeted_processes", 0))  # fmt: skip
+            lost = CounterMetricFamily(
+                "kubeweir_sniffer_tls_dropped_bytes",
+                "TLS plaintext bytes dropped: no socket found for the SSL stream, or more "
+                "held back than the per-stream bound while waiting for one.",
+                labels=["reason"],
+            )
+            lost.add_metric(["unresolved"], tls.get("unresolved_dropped_bytes", 0))
+            lost.add_metric(["held_overflow"], tls.get("held_overflow_bytes", 0))
+            yield lost
         if a.watcher is not None:
             yield counter("pod_relists", "Full pod lists (start, 410 Gone).", a.watcher.relists)
             yield counter("pod_watch_errors", "Failed pod watches.", a.watcher.watch_errors)

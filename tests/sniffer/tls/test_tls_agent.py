@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from sniffer.testing.cluster import NODE, Cluster, wait_for
 from sniffer.testing.hub import HubProcess
@@ -65,3 +67,12 @@ def test_agent_tls_entries_reach_hub_once_with_wire_ids(cluster: Cluster, tmp_pa
     )
     c = agent.tls.counters
     assert c["isn_from_packets"] == 3 and c["isn_fallback"] == 0
+    # what TLS capture read and lost is in the agent's drops and /metrics, as for packets
+    assert agent.drops()["tls_ring_full"] == 0 and agent.drops()["tls_read_fault"] == 0
+    metrics = generate_latest(agent.registry).decode()
+    assert 'kubeweir_sniffer_drops_total{reason="tls_ring_full"} 0.0' in metrics
+    events = re.search(r"^kubeweir_sniffer_tls_events_total (\S+)$", metrics, re.M)
+    entries = re.search(r"^kubeweir_sniffer_tls_entries_total (\S+)$", metrics, re.M)
+    assert events and float(events.group(1)) >= 12  # a write and a read per side per call
+    assert entries and float(entries.group(1)) >= 6
+    assert 'kubeweir_sniffer_tls_dropped_bytes_total{reason="unresolved"} 0.0' in metrics
