@@ -92,6 +92,10 @@ class RecentIds:
         """Rows with ``ts < bound_us`` were deleted from the table."""
         if bound_us > self.forgotten_below:
             self.forgotten_below = bound_us
+        # a late row stored below the bound after this would be void in the index (its
+        # resend not found): windows starting below the bound are asked of the table
+        if bound_us > self.cover_lo:
+            self.cover_lo = bound_us
         self._evict()
 
     def _evict(self) -> None:

@@ -188,3 +188,20 @@ def test_group_with_a_late_batch_is_checked_in_sql() -> None:
         assert (again.accepted, again.duplicates) == (0, 2)
     finally:
         storage.close()
+
+
+def test_batch_older_than_retention_resent_is_a_duplicate() -> None:
+    """A late batch below the retention bound is stored (until the next round deletes
+    it); sent again (its ack lost), it is a duplicate, not stored twice."""
+    storage = DuckDBStorage(":memory:", dedupe_window=5.0)
+    try:
+        base = 1_700_000_000.0
+        storage.ingest([make_http_entry(ts=base + 3600.0)])  # fresh rows in the index
+        storage._delete_before(_EPOCH + timedelta(seconds=base + 1800.0))
+        late = [make_http_entry(ts=base + 10.0), make_http_entry(ts=base + 11.0)]
+        assert storage.ingest(late).accepted == 2
+        again = storage.ingest(late)
+        assert (again.accepted, again.duplicates) == (0, 2)
+        assert storage.count() == 3
+    finally:
+        storage.close()
