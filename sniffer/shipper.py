@@ -240,11 +240,15 @@ class Shipper:
                 first_at = now
             full = len(self._queue) >= cfg.max_batch_entries
             if full or self._draining or now - first_at >= cfg.max_batch_age:
+                batch: list[Entry] = []
                 try:
                     batch, body = self._cut()
                     if batch:
                         self.spool.put(self._seal(body), len(batch))
                 except OSError as exc:
+                    # not sealed: back to the front of the queue, tried again (past
+                    # max_queue, new entries are dropped and counted), never lost uncounted
+                    self._queue.extendleft(reversed(batch))
                     log.error("cannot write to the spool %s: %s", self.spool.dir, exc)
                     self._stop.wait(1.0)
                 first_at = time.monotonic() if self._queue else None

@@ -10,7 +10,7 @@ import pytest
 
 from kubeweir.entry import Endpoint, Entry, tcp_entry_id
 from sniffer.shipper import Shipper, ShipperConfig, TokenSource
-from sniffer.spool import Spool
+from sniffer.spool import Spool, SpooledBatch
 from sniffer.testing.hub import INGEST_TOKEN, HubProcess
 
 
@@ -181,3 +181,28 @@ def test_sealed_body_is_the_standard_batch_encoding(tmp_path: Path) -> None:
         assert body == zstandard.ZstdDecompressor().decompress(s._encode(batch))
         assert msgspec.msgpack.decode(body)["entries"][0]["id"] == batch[0].id
     s._client.close()
+
+
+def test_spool_write_error_keeps_the_entries(tmp_path: Path) -> None:
+    """A batch the spool cannot write (disk full) goes back to the queue: sealed once
+    the disk takes it again, not lost uncounted."""
+
+    class FailingOnce(Spool):
+        failed = False
+
+        def put(self, body: bytes, entries: int) -> SpooledBatch:
+            if not self.failed:
+                self.failed = True
+                raise OSError(28, "No space left on device")
+            return super().put(body, entries)
+
+    cfg = ShipperConfig(hub_url="https://127.0.0.1:9", max_batch_age=0.05, senders=1,
+                        backoff_min=5.0, backoff_max=5.0)  # fmt: skip
+    spool = FailingOnce(tmp_path / "spool")
+    s = Shipper(cfg, spool, TokenSource("t")).start()
+    try:
+        s.add(_entries(10))
+        _wait(lambda: spool.failed and spool.pending_entries == 10, timeout=5.0)
+        assert s.entries_dropped_queue == 0
+    finally:
+        s.stop(drain_timeout=0.1)
