@@ -141,13 +141,19 @@ def _write_all(
     encode_into = _ENCODER.encode_into
     write = out.write
     buf = bytearray()
+    whole = 0  # bytes of buf that are whole lines
     try:
         for e in entries:
             encode_into(e, buf, -1)
             buf.append(10)
-            if len(buf) >= _WRITE_BLOCK:
+            whole = len(buf)
+            if whole >= _WRITE_BLOCK:
                 write(buf)
                 buf.clear()
+                whole = 0
+    except BaseException:
+        del buf[whole:]  # an entry that failed to encode left half a line and spare bytes
+        raise
     finally:
         if buf:  # what was encoded still goes out, even if reading failed
             write(buf)

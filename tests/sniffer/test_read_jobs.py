@@ -332,3 +332,42 @@ def test_killed_parent_leaves_no_worker(tmp_path: Path) -> None:
     proc.wait(10)
     proc.stdout.close()
     assert _gone(kids)
+
+
+def test_entry_that_fails_to_encode_leaves_no_partial_line(tmp_path: Path) -> None:
+    """An entry msgspec can't encode (a lone surrogate from a buggy parser or rule) fails
+    its worker; the lines already out stay whole: no half-encoded line (and none of the
+    encoder's spare buffer bytes) runs into another worker's output."""
+    import msgspec
+
+    from sniffer.read_cmd import _write_all
+
+    p = g.write_http_benchmark(tmp_path / "b.pcap", 300, connections=4)
+    seen: dict[int, int] = defaultdict(int)
+
+    def redact(e: Entry) -> Entry:
+        seen[e.src.port] += 1
+        if e.src.port % 2 and seen[e.src.port] == 21:
+            return msgspec.structs.replace(e, summary="bad \udcff")
+        return e
+
+    def write(entries: Iterator[Entry], sink: Any) -> None:
+        _write_all(entries, sink, "ndjson", False, header=False)
+
+    out = tmp_path / "out"
+    with out.open("wb") as f, pytest.raises(WorkerFailed, match="worker 1 of 2: .*surrogate"):
+        read_with_jobs(str(p), PipelineSettings(redact=redact), 2, write, f)
+    data = out.read_bytes()
+    assert data.endswith(b"\n")
+    lines = data.splitlines()
+    assert all(json.loads(ln)["proto"] == "http" for ln in lines)
+    # worker 0's share (2 of the 4 connections), and worker 1's entries before the bad one
+    odd = [e.src.port for e in _entries(p) if e.src.port % 2]
+    count: dict[int, int] = defaultdict(int)
+    before = 0
+    for port in odd:
+        count[port] += 1
+        if count[port] == 21:
+            break
+        before += 1
+    assert len(lines) == 150 + before and before >= 20
