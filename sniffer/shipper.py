@@ -268,6 +268,8 @@ class Shipper:
             batch, body = item
             try:
                 ok = self._send(batch, body)
+            except Exception as exc:  # noqa: BLE001 - e.g. the spool full while splitting:
+                ok = self._failed(f"{exc!r}")  # the batch stays; the sender must not die
             finally:
                 self.spool.release(batch)  # no-op once acknowledged or dropped
             if ok:

@@ -206,3 +206,58 @@ def test_spool_write_error_keeps_the_entries(tmp_path: Path) -> None:
         assert s.entries_dropped_queue == 0
     finally:
         s.stop(drain_timeout=0.1)
+
+
+def test_sender_survives_a_spool_error_while_splitting(tmp_path: Path) -> None:
+    """A batch the hub finds too large is split into the spool; a write error there
+    (disk full) is a failed try, not the end of the sender thread."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stored: list[int] = []
+
+    class Hub(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            import zstandard
+
+            from kubeweir.entry import decode_batch
+
+            n = len(decode_batch(zstandard.ZstdDecompressor().decompress(body)).entries)
+            code, answer = (413, b"too large") if n > 2 else (200, b"")
+            if code == 200:
+                stored.append(n)
+                answer = json.dumps({"accepted": n, "duplicates": 0}).encode()
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    class FailingSplit(Spool):
+        failed = False
+
+        def put(self, body: bytes, entries: int) -> SpooledBatch:
+            if threading.current_thread().name.startswith("sender") and not self.failed:
+                self.failed = True
+                raise OSError(28, "No space left on device")
+            return super().put(body, entries)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cfg = ShipperConfig(hub_url=f"http://127.0.0.1:{server.server_address[1]}",
+                        max_batch_age=0.05, senders=1, backoff_min=0.05,
+                        backoff_max=0.1)  # fmt: skip
+    spool = FailingSplit(tmp_path / "spool")
+    s = Shipper(cfg, spool, TokenSource("t")).start()
+    try:
+        s.add(_entries(4))
+        _wait(lambda: sum(stored) == 4, timeout=10.0)
+        assert spool.failed and s.send_errors >= 1 and len(spool) == 0
+    finally:
+        s.stop(drain_timeout=0.1)
+        server.shutdown()
+        server.server_close()
