@@ -49,6 +49,7 @@ _SYM = struct.Struct("<IBBHQQ")
 _PT_LOAD = 1
 _SHT_DYNSYM = 11
 _STT_FUNC = 2
+_EM_X86_64 = 62
 
 
 class ElfError(ValueError):
@@ -78,6 +79,9 @@ class _Elf:
         if len(d) < _EHDR.size or d[:4] != b"\x7fELF" or d[4] != 2 or d[5] != 1:
             raise ElfError(f"{path}: not a 64-bit little-endian ELF file")
         h = _EHDR.unpack_from(d)
+        self.x86_64 = _X86_64 and h[2] == _EM_X86_64
+        """Code this reader may decode: an x86-64 file on an x86-64 host (a foreign file,
+        e.g. under qemu-user, keeps its public symbols at offset 0)."""
         phoff, shoff, phentsize, phnum, shentsize, shnum = h[5], h[6], h[9], h[10], h[11], h[12]
         self.loads: list[tuple[int, int, int]] = []  # (vaddr, offset, filesz)
         for i in range(phnum):
@@ -181,7 +185,7 @@ def _calls(code: bytes, vaddr: int, target: int) -> bool:
 
 def _point(elf: _Elf | None, what: str, vaddr: int, entry: str, ret: bool) -> ProbePoint:
     code = elf.code(vaddr, 16) if elf is not None else b""
-    off = first_emulated(code) if _X86_64 else None
+    off = first_emulated(code) if elf is not None and elf.x86_64 else None
     return ProbePoint(what, vaddr + (off or 0), entry, ret, off is not None)
 
 
@@ -201,7 +205,7 @@ def plan(path: str) -> list[ProbePoint]:
     for kind in ("read", "write"):
         plain, ex = f"SSL_{kind}", f"SSL_{kind}_ex"
         internal = None
-        if _X86_64 and plain in syms and ex in syms:
+        if elf.x86_64 and plain in syms and ex in syms:
             ex_addr, ex_size = syms[ex]
             target = _call_after_prologue(elf.code(ex_addr, max(ex_size, 16)), ex_addr)
             pl_addr, pl_size = syms[plain]

@@ -136,6 +136,16 @@ def test_openssl30_shape_probes_the_shared_internal_functions(tmp_path: Path) ->
     assert free.vaddr == a["SSL_free"] + 3 and not free.ret and free.emulated  # the je
 
 
+def test_a_foreign_architecture_file_keeps_the_public_functions(tmp_path: Path) -> None:
+    so, a = build(tmp_path, "fake30", OPENSSL30)
+    data = bytearray(Path(so).read_bytes())
+    data[18:20] = (183).to_bytes(2, "little")  # e_machine: EM_AARCH64 (under qemu-user, say)
+    Path(so).write_bytes(data)
+    pts = {p.what: p for p in prologue.plan(so)}
+    assert set(pts) == {"SSL_read", "SSL_read_ex", "SSL_write", "SSL_write_ex", "SSL_free"}
+    assert all(p.vaddr == a[p.what] and not p.emulated for p in pts.values())
+
+
 def test_other_shapes_fall_back_to_the_public_functions(tmp_path: Path) -> None:
     so, a = build(tmp_path, "fake32", OTHER)
     pts = {p.what: p for p in prologue.plan(so)}
