@@ -36,7 +36,10 @@ __all__ = [
 _EPOCH = datetime(1970, 1, 1)
 _US = timedelta(microseconds=1)
 _json = msgspec.json.Encoder()
-_TS_MAX_US = 253402300799 * 10**6  # 9999-12-31
+_TS_MAX_US = (253402300799 - 86400) * 10**6  # 9999-12-30 23:59:59
+"""The last ts accepted: a day short of the end of 9999, so that a dedupe window around
+it (minutes) is still a ``datetime`` (a later ts made the check overflow: a 500 the
+sniffer would retry forever)."""
 
 _S = pa.string()
 _I32 = pa.int32()

@@ -93,6 +93,10 @@ def test_wrong_schema_version_names_both(seeded: TestClient) -> None:
 def test_bad_entry_values_refuse_the_whole_batch(seeded: TestClient) -> None:
     body = encode_batch([make_http_entry(), make_http_entry(ts=float("inf"))])
     _refused(seeded, body, 400, "ts")
+    # the last minutes of 9999: refused with the reason, not a 500 from the dedupe window
+    # (which the sniffer would retry forever)
+    end_of_9999 = 253402300799.0 - 60
+    _refused(seeded, encode_batch([make_http_entry(ts=end_of_9999)]), 400, "ts")
 
 
 def test_oversized_raw_and_entries() -> None:
