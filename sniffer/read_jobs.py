@@ -36,6 +36,7 @@ from typing import IO, TYPE_CHECKING, Any
 from kubeweir.entry import Entry
 from sniffer.capture import CaptureError, PacketDecoder, open_capture
 from sniffer.pipeline import FlowShare, Pipeline, PipelineSettings
+from sniffer.read_cmd import _records
 
 if TYPE_CHECKING:  # multiprocessing is imported when workers start, not for --jobs 1
     from multiprocessing.connection import Connection
@@ -49,7 +50,6 @@ AUTO_MAX_JOBS = 4
 so the summed peak RSS stays under 200 MiB whatever the CPU count."""
 BLOCK = 1 << 16
 """Output sent to the parent in blocks of about this many bytes (whole lines)."""
-PROGRESS_EVERY = 4096
 
 _FRAME_LEVEL = frozenset({"packets", "bytes", *PacketDecoder().counters})
 """Counters every worker counts the same (each sees every frame): taken from worker 0."""
@@ -214,10 +214,8 @@ def _worker(
     try:
         pipe = Pipeline(settings)
         with open_capture(path) as reader:
-            records: Any = reader
-            if progress:
-                records = _ticking(reader, conn)
-            write(pipe.run(records, FlowShare(index, count)), sink)
+            tick = (lambda offset: conn.send_bytes(b"P%d" % offset)) if progress else None
+            write(pipe.run(_records(reader, tick), FlowShare(index, count)), sink)
             sink.flush()
         end = {
             "counters": pipe.counters,
@@ -256,16 +254,6 @@ def _die_with_parent(parent: int) -> None:
         pass  # elsewhere: a worker stops at its next write to the closed pipe
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
-
-
-def _ticking(reader: Any, conn: Connection) -> Iterator[Any]:
-    n = 0
-    for rec in reader:
-        yield rec
-        n += 1
-        if n == PROGRESS_EVERY:
-            n = 0
-            conn.send_bytes(b"P%d" % reader.offset)
 
 
 def _merge(ends: list[dict[str, Any]]) -> dict[str, int]:
