@@ -4,7 +4,8 @@ sniffer agent against them (the live tests' ``cluster`` fixture, and the benchma
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from sniffer.testing.hub import INGEST_TOKEN, HubProcess
 from sniffer.testing.kube import KubeAPI
 from sniffer.testing.node import Pod, TestNode
 
-__all__ = ["NODE", "Cluster", "wait_for"]
+__all__ = ["NODE", "Cluster", "running_cluster", "wait_for"]
 
 NODE = "node-a"
 
@@ -28,6 +29,22 @@ def wait_for(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condit
             return last
         time.sleep(0.1)
     raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
+
+
+@contextmanager
+def running_cluster(tmp: Path) -> Iterator[Cluster]:
+    """A node, the API and a hub for one test; the agents it started, the hub, and the
+    node are stopped and torn down afterwards, whatever happened."""
+    with TestNode(NODE) as node, KubeAPI() as kube:
+        hub = HubProcess(tmp / "hub").start()
+        c = Cluster(node, kube, hub, tmp)
+        try:
+            yield c
+        finally:
+            for agent in c.agents:
+                agent.stop(drain_timeout=0.5)
+            hub.kill()
+            c.hub.kill()  # a test may have swapped in a hub of its own
 
 
 class Cluster:

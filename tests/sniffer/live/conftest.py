@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sniffer.testing.cluster import NODE, Cluster
-from sniffer.testing.hub import HubProcess
-from sniffer.testing.kube import KubeAPI
-from sniffer.testing.node import TestNode, cleanup_leftovers, require_root
+from sniffer.testing.cluster import Cluster, running_cluster
+from sniffer.testing.node import cleanup_leftovers, require_root
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,13 +29,5 @@ def _live_preconditions() -> None:
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with TestNode(NODE) as node, KubeAPI() as kube:
-        hub = HubProcess(tmp_path / "hub").start()
-        c = Cluster(node, kube, hub, tmp_path)
-        try:
-            yield c
-        finally:
-            for agent in c.agents:
-                agent.stop(drain_timeout=0.5)
-            hub.kill()
-            c.hub.kill()  # a test may have swapped in a hub of its own
+    with running_cluster(tmp_path) as c:
+        yield c

@@ -10,10 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import generate_latest
 
-from sniffer.testing.cluster import NODE, Cluster, wait_for
-from sniffer.testing.hub import HubProcess
-from sniffer.testing.kube import KubeAPI
-from sniffer.testing.node import TestNode
+from sniffer.testing.cluster import Cluster, running_cluster, wait_for
 from tests.sniffer.tls.tlshelp import PORT, https_server
 
 SECRET = "agent-tls-s3cr3t-v4lue"
@@ -21,15 +18,8 @@ SECRET = "agent-tls-s3cr3t-v4lue"
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    with TestNode(NODE) as node, KubeAPI() as kube:
-        hub = HubProcess(tmp_path / "hub").start()
-        c = Cluster(node, kube, hub, tmp_path)
-        try:
-            yield c
-        finally:
-            for agent in c.agents:
-                agent.stop(drain_timeout=0.5)
-            hub.kill()
+    with running_cluster(tmp_path) as c:
+        yield c
 
 
 def test_agent_tls_entries_reach_hub_once_with_wire_ids(cluster: Cluster, tmp_path: Path) -> None:
