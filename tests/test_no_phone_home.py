@@ -30,7 +30,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from sniffer.testing.cluster import wait_for
 from sniffer.testing.hub import make_tls
 from sniffer.testing.node import Pod, TestNode, cleanup_leftovers, require_root
 
@@ -59,17 +60,6 @@ NOT_FETCHED = ("http://www.w3.org/", "https://react.dev/errors/")
 # ICMPv6 the kernel itself sends on a fresh link (router/neighbour solicitation and
 # advertisement, MLD): link-local housekeeping, not a program's traffic.
 ND_TYPES = {"130", "131", "132", "133", "135", "136", "143"}
-
-
-def _wait(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = cond()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} not met within {timeout}s (last: {last!r})")
 
 
 def _terminate(procs: list[subprocess.Popen[bytes]], sig: int = signal.SIGTERM) -> None:
@@ -96,7 +86,7 @@ def _tcpdump(interface: str, out: Path) -> Iterator[subprocess.Popen[bytes]]:
             stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
         )  # fmt: skip
     try:
-        _wait(lambda: proc.poll() is not None or b"listening on" in log.read_bytes(), 10,
+        wait_for(lambda: proc.poll() is not None or b"listening on" in log.read_bytes(), 10,
               "tcpdump listening")  # fmt: skip
         assert proc.poll() is None, f"tcpdump exited: {log.read_text()}"
         yield proc
@@ -256,7 +246,7 @@ def test_hub_and_sniffer_talk_only_to_each_other_and_the_api(tmp_path: Path) -> 
                           "--db", str(tmp_path / "hub.duckdb"),
                           "--log-level", "warning")  # fmt: skip
             try:
-                _wait(lambda: (tmp_path / "api-url").exists() or api.poll() is not None, 20,
+                wait_for(lambda: (tmp_path / "api-url").exists() or api.poll() is not None, 20,
                       "the API server")  # fmt: skip
                 assert api.poll() is None, logs()
                 api_url = urlsplit((tmp_path / "api-url").read_text().strip())
@@ -270,7 +260,7 @@ def test_hub_and_sniffer_talk_only_to_each_other_and_the_api(tmp_path: Path) -> 
                                 KUBEWEIR_SNIFFER_TOKEN=INGEST, KUBEWEIR_SNIFFER_BATCH_AGE="0.2",
                                 KUBEWEIR_SNIFFER_HEARTBEAT_INTERVAL="1")  # fmt: skip
                 sniff_started = time.monotonic()
-                _wait(lambda: sniff.poll() is not None or pod.exec(
+                wait_for(lambda: sniff.poll() is not None or pod.exec(
                     "curl", "-sf", "--max-time", "2", f"http://{METRICS}/readyz", check=False
                 ).returncode == 0, 20, "the sniffer ready")  # fmt: skip
                 assert sniff.poll() is None, logs()
@@ -300,7 +290,7 @@ def test_hub_and_sniffer_talk_only_to_each_other_and_the_api(tmp_path: Path) -> 
                     return [e for e in got if e.get("proto") == "http"
                             and str(e["request"]["path"]).startswith("/nph/")]  # fmt: skip
 
-                got = _wait(lambda: len(shipped()) >= CALLS and shipped(), 20,
+                got = wait_for(lambda: len(shipped()) >= CALLS and shipped(), 20,
                             f"{CALLS} entries in the hub")  # fmt: skip
                 assert sorted(e["request"]["path"] for e in got) == sorted(
                     f"/nph/call/{i}" for i in range(CALLS)
@@ -309,7 +299,7 @@ def test_hub_and_sniffer_talk_only_to_each_other_and_the_api(tmp_path: Path) -> 
                 assert {(e["dst"]["pod"], e["dst"]["namespace"]) for e in got} == {
                     ("kubeweir", "kubeweir")
                 }
-                sniffers = _wait(lambda: inpod.json("/api/v1/status")["sniffers"], 10,
+                sniffers = wait_for(lambda: inpod.json("/api/v1/status")["sniffers"], 10,
                                  "a sniffer heartbeat at the hub")  # fmt: skip
                 assert [s["node"] for s in sniffers] == [NODE]
 
