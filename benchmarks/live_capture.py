@@ -34,6 +34,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -156,25 +157,23 @@ class Sniffer:
         kids = children.read_text().split() if children.exists() else []
         return [self.proc.pid, *(int(k) for k in kids)]
 
-    def rss(self) -> float:
-        """MiB resident in the agent and its worker processes."""
+    def _sum(self, per_pid: Callable[[int], float]) -> float:
+        """``per_pid`` summed over the agent and its worker processes (gone ones skipped)."""
         total = 0.0
         for pid in self._pids():
             try:
-                total += _rss_mib(pid)
+                total += per_pid(pid)
             except OSError:
                 pass
         return total
 
+    def rss(self) -> float:
+        """MiB resident in the agent and its worker processes."""
+        return self._sum(_rss_mib)
+
     def cpu(self) -> float:
         """CPU seconds of the agent and its worker processes."""
-        total = 0.0
-        for pid in self._pids():
-            try:
-                total += _cpu_seconds(pid)
-            except OSError:
-                pass
-        return total
+        return self._sum(_cpu_seconds)
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
