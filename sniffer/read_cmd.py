@@ -300,12 +300,24 @@ def read(
     finally:
         if progress is not None:
             progress.stop()
-    for e in reader.errors:
+    _report(file, reader.errors, pipe.counters, reader.records, started)
+
+
+def _report(
+    file: str,
+    errors: list[CaptureError],
+    counters: dict[str, int],
+    records: int,
+    started: float,
+    more: str = "",
+) -> None:
+    """The end of a read on stderr: damage found in the file, the counters; exit 1 when
+    nothing could be read."""
+    for e in errors:
         click.echo(f"kubeweir read: {file}: {e}", err=True)
-    c = pipe.counters
     secs = time.monotonic() - started
-    click.echo(f"kubeweir read: {format_counters(c)}  ({secs:.2f} s)", err=True)
-    if reader.records == 0 and reader.errors:
+    click.echo(f"kubeweir read: {format_counters(counters)}  ({secs:.2f} s{more})", err=True)
+    if records == 0 and errors:
         click.echo(f"kubeweir read: {file}: nothing could be read", err=True)
         sys.exit(1)
 
@@ -370,14 +382,5 @@ def _read_jobs(
     finally:
         if progress is not None:
             progress.stop()
-    for e in result.errors:
-        click.echo(f"kubeweir read: {file}: {e}", err=True)
-    secs = time.monotonic() - started
-    click.echo(
-        f"kubeweir read: {format_counters(result.counters)}  ({secs:.2f} s; jobs {jobs}, "
-        f"peak RSS summed over the processes {result.rss_kib / 1024:.0f} MiB)",
-        err=True,
-    )
-    if result.records == 0 and result.errors:
-        click.echo(f"kubeweir read: {file}: nothing could be read", err=True)
-        sys.exit(1)
+    rss = f"; jobs {jobs}, peak RSS summed over the processes {result.rss_kib / 1024:.0f} MiB"
+    _report(file, result.errors, result.counters, result.records, started, rss)
