@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -31,6 +32,7 @@ __all__ = [
     "encode_batch",
     "entry_to_json",
     "entry_to_builtins",
+    "tcp_connection_ids",
     "tcp_entry_id",
     "udp_entry_id",
 ]
@@ -153,6 +155,28 @@ def tcp_entry_id(client_isn: int, server_isn: int, client_port: int, index: int)
     """
     raw = _ID.pack(client_isn & 0xFFFFFFFF, server_isn & 0xFFFFFFFF, client_port, index)
     return hashlib.blake2b(raw, digest_size=12, person=b"kubeweir-tcp").hexdigest()
+
+
+_TCP_ID = hashlib.blake2b(digest_size=12, person=b"kubeweir-tcp")
+_ID_CONN = struct.Struct("!IIH")
+_ID_INDEX = struct.Struct("!Q").pack
+
+
+def tcp_connection_ids(client_isn: int, server_isn: int, client_port: int) -> Callable[[int], str]:
+    """``tcp_entry_id`` for one connection, its part hashed once:
+    ``ids(index) == tcp_entry_id(client_isn, server_isn, client_port, index)`` (the same
+    bytes through the same hash, in two updates) at about half the cost per entry."""
+    conn = _TCP_ID.copy()
+    conn.update(_ID_CONN.pack(client_isn & 0xFFFFFFFF, server_isn & 0xFFFFFFFF, client_port))
+    copy = conn.copy
+    pack = _ID_INDEX
+
+    def ids(index: int) -> str:
+        h = copy()
+        h.update(pack(index))
+        return h.hexdigest()
+
+    return ids
 
 
 def udp_entry_id(

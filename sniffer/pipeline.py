@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeweir.entry import Endpoint, Entry, udp_entry_id
+from kubeweir.entry import Endpoint, Entry, tcp_connection_ids, udp_entry_id
 from sniffer.capture import CaptureError, PacketDecoder, ip_text, open_capture
 from sniffer.parsers import registry
 from sniffer.parsers.base import (
@@ -65,11 +65,6 @@ _YES = Verdict.YES
 _MORE = Verdict.MORE
 _STREAM_ID = struct.Struct("!IIH")
 _PORTS = struct.Struct("!HH")
-# kubeweir.entry.tcp_entry_id in two parts: (client ISN, server ISN, client port), index
-_TCP_ID = hashlib.blake2b(digest_size=12, person=b"kubeweir-tcp")
-_ID_CONN = struct.Struct("!IIH")
-_ID_INDEX = struct.Struct("!Q").pack
-_M32 = 0xFFFFFFFF
 
 
 class CaptureWarning(UserWarning):
@@ -690,12 +685,9 @@ class Pipeline:
                 person=b"kubeweir-tcps",
             ).hexdigest()
             conn.names = (ip_text(conn.client.ip), ip_text(conn.server.ip), c_isn, s_isn)
-            # tcp_entry_id's hash with the connection's part already in: a copy per entry
-            conn.id_hash = _TCP_ID.copy()
-            conn.id_hash.update(_ID_CONN.pack(c_isn & _M32, s_isn & _M32, conn.client.port))
+            conn.entry_ids = tcp_connection_ids(c_isn, s_isn, conn.client.port)
         cip, sip, c_isn, s_isn = conn.names
-        id_hash = conn.id_hash
-        pack_index = _ID_INDEX
+        entry_id = conn.entry_ids
         cport = conn.client.port
         sport = conn.server.port
         out = self._out
@@ -707,8 +699,6 @@ class Pipeline:
             idx = conn.index
             conn.index = idx + 1
             end = ex.end
-            h = id_hash.copy()
-            h.update(pack_index(idx))  # == tcp_entry_id(c_isn, s_isn, cport, idx)
             if info is None:
                 src = Endpoint(ip=cip, port=cport)
                 dst = Endpoint(ip=sip, port=sport)
@@ -716,7 +706,7 @@ class Pipeline:
                 src = Endpoint(ip=cip, port=cport, **info(cip))
                 dst = Endpoint(ip=sip, port=sport, **info(sip))
             entry = Entry(
-                id=h.hexdigest(),
+                id=entry_id(idx),
                 ts=ex.ts,
                 proto=ex.proto,
                 src=src,

@@ -99,7 +99,7 @@ class Connection:
         "stream",
         "tries",
         "names",
-        "id_hash",
+        "entry_ids",
     )
 
     def __init__(self, ts: float) -> None:
@@ -122,7 +122,8 @@ class Connection:
         self.stream = ""
         self.tries = 0
         self.names: tuple[str, str, int, int] = ("", "", 0, 0)
-        self.id_hash: Any = None
+        self.entry_ids: Any = None
+        """``kubeweir.entry.tcp_connection_ids`` of the connection, once named."""
 
     def isns(self) -> tuple[int, int]:
         """Client and server ISN (or first seen sequence number; 0 when never seen)."""

@@ -11,6 +11,7 @@ from kubeweir.entry import (
     decode_entry_json,
     encode_batch,
     entry_to_json,
+    tcp_connection_ids,
     tcp_entry_id,
     udp_entry_id,
 )
@@ -46,6 +47,13 @@ def test_tcp_ids_are_deterministic_and_distinct() -> None:
         tcp_entry_id(1000, 2000, 40000, 1),
     }
     assert a not in others and len(others) == 4
+
+
+def test_connection_ids_equal_tcp_entry_id() -> None:
+    for c_isn, s_isn, port in ((1000, 2000, 40000), (0, 0xFFFFFFFF, 65535), (2**33 + 5, 7, 1)):
+        ids = tcp_connection_ids(c_isn, s_isn, port)
+        for index in (0, 1, 2, 255, 2**40):
+            assert ids(index) == tcp_entry_id(c_isn, s_isn, port, index)
 
 
 def test_udp_ids() -> None:
