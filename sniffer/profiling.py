@@ -3,7 +3,7 @@
 Each of the agent's busy threads (capture, sealer, sender) runs through ``run_thread``,
 which records the thread's own CPU time (``time.thread_time``, read by the thread itself
 once per second at most) in ``THREAD_CPU`` — exported as
-``kubeweir_sniffer_thread_cpu_seconds{thread=...}``: an unbiased split of the sniffer's CPU
+``kubeweir_sniffer_thread_cpu_total{thread=...}``: an unbiased split of the sniffer's CPU
 between reading the ring + parsing (capture), batching + compressing + spooling (sealer)
 and POSTing (sender). With ``KUBEWEIR_SNIFFER_PROFILE_DIR`` set, each such thread also runs
 under its own ``cProfile.Profile`` and writes ``<dir>/<thread>-<pid>.prof`` when it ends
@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["THREAD_CPU", "run_thread", "tick", "profile_dir"]
+__all__ = ["THREAD_CPU", "profile_dir", "run_thread", "thread", "tick"]
 
 THREAD_CPU: dict[str, float] = {}
 """Thread name → CPU seconds it used so far (updated by the thread itself)."""

@@ -126,25 +126,22 @@ class Spool:
             (self.dir / batch.name).unlink(missing_ok=True)
 
     def oldest(self, wait: float = 0.0) -> tuple[SpooledBatch, bytes] | None:
-        """The oldest unacknowledged batch and its body; waits up to ``wait`` seconds."""
-        with self._lock:
-            if not self._batches and wait > 0:
-                self._lock.wait(wait)
-            while self._batches:
-                batch = min(self._batches.values(), key=lambda b: b.seq)
-                try:
-                    return batch, (self.dir / batch.name).read_bytes()
-                except FileNotFoundError:
-                    self._remove(batch)  # removed behind our back: nothing to send
-            return None
+        """The oldest unacknowledged batch and its body, held by a sender or not; waits up
+        to ``wait`` seconds for one."""
+        return self._pick(wait, claim=False)
 
     def claim(self, wait: float = 0.0) -> tuple[SpooledBatch, bytes] | None:
         """Like ``oldest`` but over the batches no other sender holds, and marks the one
         returned as held until ``ack``, ``drop``, ``replace`` or ``release``."""
+        return self._pick(wait, claim=True)
+
+    def _pick(self, wait: float, claim: bool) -> tuple[SpooledBatch, bytes] | None:
         with self._lock:
             waited = False
             while True:
-                free = [b for b in self._batches.values() if b.name not in self._claimed]
+                free = [
+                    b for b in self._batches.values() if not claim or b.name not in self._claimed
+                ]
                 if not free:
                     if waited or wait <= 0:
                         return None
@@ -157,7 +154,8 @@ class Spool:
                 except FileNotFoundError:
                     self._remove(batch)  # removed behind our back: nothing to send
                     continue
-                self._claimed.add(batch.name)
+                if claim:
+                    self._claimed.add(batch.name)
                 return batch, body
 
     def release(self, batch: SpooledBatch) -> None:
