@@ -48,6 +48,23 @@ PARSE_LAG_OK = 2.0
 STORE_LAG_OK = 3.0
 
 
+def _area(file: str, fn: str) -> str:
+    """The part of kubeweir (or of the libraries it calls) a profiled function is in."""
+    rel = file.split(f"{REPO}/")[-1]
+    return ("redaction" if rel.startswith("redaction/") else
+            "parsers" if rel.startswith("sniffer/parsers/") else
+            "reassembly" if rel.startswith("sniffer/reassembly") else
+            "decode" if rel.startswith("sniffer/capture/") else
+            "pipeline (entries)" if rel.startswith("sniffer/pipeline") else
+            "ring read" if rel.startswith("sniffer/sources/") else
+            "agent loop" if rel.startswith(("sniffer/agent", "sniffer/profiling")) else
+            "shipper" if rel.startswith(("sniffer/shipper", "sniffer/spool")) else
+            "entry model" if rel.startswith("kubeweir/") else
+            "http client" if ("httpx" in rel or "httpcore" in rel or "h11" in rel
+                              or "_ssl" in fn) else
+            "builtins / other")  # fmt: skip
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
@@ -321,13 +338,7 @@ def replay_profile(client: Any, server: Any, url: str, duration: int = 1) -> dic
     total = 0.0
     for (file, _, _), (_, _, tt, _, _) in pstats.Stats(prof).stats.items():  # type: ignore[attr-defined]
         total += tt
-        rel = file.split(f"{REPO}/")[-1]
-        area = ("redaction" if rel.startswith("redaction/") else
-                "parsers" if rel.startswith("sniffer/parsers/") else
-                "reassembly" if rel.startswith("sniffer/reassembly") else
-                "decode" if rel.startswith("sniffer/capture/") else
-                "pipeline (entries)" if rel.startswith("sniffer/pipeline") else
-                "entry model" if rel.startswith("kubeweir/") else "builtins / other")  # fmt: skip
+        area = _area(file, "")
         by_area[area] = by_area.get(area, 0.0) + tt
     out["profile"] = {k: v / total for k, v in sorted(by_area.items(), key=lambda kv: -kv[1])}
     return out
@@ -390,19 +401,7 @@ def profile_summary(directory: Path) -> dict[str, dict[str, float]]:
             if "poll" in fn or "acquire" in fn or fn.startswith("<method 'read' of '_ssl"):
                 continue  # waiting (for packets, the queue, the hub), not working
             total += tt
-            rel = file.split(f"{REPO}/")[-1]
-            area = ("redaction" if rel.startswith("redaction/") else
-                    "parsers" if rel.startswith("sniffer/parsers/") else
-                    "reassembly" if rel.startswith("sniffer/reassembly") else
-                    "decode" if rel.startswith("sniffer/capture/") else
-                    "pipeline" if rel.startswith("sniffer/pipeline") else
-                    "ring read" if rel.startswith("sniffer/sources/") else
-                    "agent loop" if rel.startswith(("sniffer/agent", "sniffer/profiling")) else
-                    "shipper" if rel.startswith(("sniffer/shipper", "sniffer/spool")) else
-                    "entry model" if rel.startswith("kubeweir/") else
-                    "http client" if ("httpx" in rel or "httpcore" in rel or "h11" in rel
-                                      or "_ssl" in fn) else
-                    "builtins / other")  # fmt: skip
+            area = _area(file, fn)
             by_area[area] = by_area.get(area, 0.0) + tt
         if total:
             prev = out.setdefault(thread, {})
