@@ -62,6 +62,8 @@ _TCP = struct.Struct("!HHIIBB").unpack_from
 _UDP = struct.Struct("!HHH").unpack_from
 # Ethernet + IPv4 without options + TCP in one call: the common case
 _FAST = struct.Struct("!12xHBBHHHBBH4s4sHHIIBB").unpack_from
+# the same from the IP header on (LINKTYPE_RAW: the live capture ring's frames)
+_FAST_RAW = struct.Struct("!BBHHHBBH4s4sHHIIBB").unpack_from
 
 Decoded = tuple[int, bytes, bytes, int, int, int, int, int, Any]
 
@@ -134,6 +136,14 @@ class PacketDecoder:
                 hl = (offx >> 4) << 2
                 if hl >= 20 and 34 + hl <= end <= len(buf):
                     return (PROTO_TCP, src, dst, sport, dport, seq, ack, flags, buf[34 + hl : end])
+        elif linktype == LINKTYPE_RAW and len(buf) >= 40:
+            vihl, _, tot, _, frag, _, proto, _, src, dst, sport, dport, seq, ack, offx, flags = (
+                _FAST_RAW(buf)
+            )
+            if vihl == 0x45 and proto == PROTO_TCP and not frag & 0x3FFF:
+                hl = (offx >> 4) << 2
+                if hl >= 20 and 20 + hl <= tot <= len(buf):
+                    return (PROTO_TCP, src, dst, sport, dport, seq, ack, flags, buf[20 + hl : tot])
         return self._decode(ts, linktype, buf)
 
     def _decode(self, ts: float, linktype: int, buf: Any) -> Decoded | None:

@@ -150,3 +150,37 @@ def test_snapped_frame_is_counted_and_decoded() -> None:
     out = d.decode(0, 1, g.frame(p)[:200])
     assert out is not None and len(out[8]) == 200 - 14 - 40
     assert d.counters["snapped"] == 1
+
+
+def _plain(d: tuple[object, ...] | None) -> tuple[object, ...] | None:
+    return None if d is None else (*d[:8], bytes(d[8]))  # type: ignore[call-overload]
+
+
+def test_raw_ip_fast_path_decodes_as_the_general_path() -> None:
+    """LINKTYPE_RAW (the live ring's frames) has a one-struct IPv4/TCP fast path: for
+    every frame it takes, and every one it passes on, the answer is the general path's."""
+    tcp = IP(src="10.1.2.3", dst="10.9.8.7") / TCP(sport=1234, dport=80, seq=7, ack=9)
+    frames = [
+        bytes(tcp / Raw(b"hello")),
+        bytes(tcp),
+        bytes(IP(src="10.1.2.3", dst="10.9.8.7", options=b"\x01\x01\x01\x00") / TCP() / b"x"),
+        bytes(tcp / Raw(b"hello"))[:45],  # snapped: the IP length says more than the frame
+        bytes(tcp / Raw(b"hello") / Raw(b"\0" * 6))[:-6] + b"\0" * 6,  # trailing padding
+        bytes(IP(src="10.1.2.3", dst="10.9.8.7", flags="MF") / TCP() / b"frag"),
+        bytes(IP(src="10.1.2.3", dst="10.9.8.7") / UDP(sport=53, dport=53) / b"dns"),
+        bytes(IP(src="10.1.2.3", dst="10.9.8.7") / TCP(dataofs=4) / b"bad"),
+        bytes(IP(src="10.1.2.3", dst="10.9.8.7", len=30) / TCP() / b"short"),
+        bytes(tcp)[:39],
+    ]
+    rng = random.Random(4)
+    for _ in range(300):
+        f = bytearray(rng.choice(frames[:2]) + bytes(rng.randrange(40)))
+        for _ in range(rng.randrange(4)):
+            f[rng.randrange(40)] = rng.randrange(256)
+        frames.append(bytes(f))
+    for f in frames:
+        fast, general = PacketDecoder(), PacketDecoder()
+        got = fast.decode(0.0, 101, f)
+        want = general._decode(0.0, 101, f)
+        assert _plain(got) == _plain(want), f.hex()
+        assert fast.counters == general.counters, f.hex()
