@@ -25,7 +25,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from kubeweir.entry import Endpoint, Entry, tcp_connection_ids, udp_entry_id
 from sniffer.capture import CaptureError, PacketDecoder, ip_text, open_capture
@@ -695,16 +695,26 @@ class Pipeline:
         info = self._info
         node = self._node
         stream = conn.stream
+        # The connection's two Endpoints, shared by its entries until endpoint_info
+        # says something else about either address (the targeting changed).
+        ends = conn.ends
+        if ends is None:
+            ci = info(cip) if info is not None else {}
+            si = info(sip) if info is not None else {}
+            ends = conn.ends = (ci, si, Endpoint(ip=cip, port=cport, **ci),
+                                Endpoint(ip=sip, port=sport, **si))  # fmt: skip
         for ex in exchanges:
             idx = conn.index
             conn.index = idx + 1
             end = ex.end
-            if info is None:
-                src = Endpoint(ip=cip, port=cport)
-                dst = Endpoint(ip=sip, port=sport)
-            else:
-                src = Endpoint(ip=cip, port=cport, **info(cip))
-                dst = Endpoint(ip=sip, port=sport, **info(sip))
+            if info is not None:
+                ci = info(cip)
+                si = info(sip)
+                if ends[0] != ci or ends[1] != si:
+                    ends = conn.ends = (ci, si, Endpoint(ip=cip, port=cport, **ci),
+                                        Endpoint(ip=sip, port=sport, **si))  # fmt: skip
+            src = ends[2]
+            dst = ends[3]
             entry = Entry(
                 id=entry_id(idx),
                 ts=ex.ts,
@@ -840,8 +850,8 @@ class FlowShare:
     later ones by a symmetric CRC-32 of the addresses and ports. IP fragments are
     reassembled before the decision (the decoder hands over whole datagrams)."""
 
-    ROUND_ROBIN = 4096
-    CACHE = 1 << 16
+    ROUND_ROBIN: ClassVar[int] = 4096
+    CACHE: ClassVar[int] = 1 << 16
     """Directional (src, dst, sport, dport) → owner answers cached; cleared when full."""
 
     __slots__ = ("index", "count", "_dealt", "cache")

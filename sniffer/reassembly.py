@@ -100,6 +100,7 @@ class Connection:
         "tries",
         "names",
         "entry_ids",
+        "ends",
     )
 
     def __init__(self, ts: float) -> None:
@@ -124,6 +125,8 @@ class Connection:
         self.names: tuple[str, str, int, int] = ("", "", 0, 0)
         self.entry_ids: Any = None
         """``kubeweir.entry.tcp_connection_ids`` of the connection, once named."""
+        self.ends: Any = None
+        """(client info, server info, client Endpoint, server Endpoint) of its entries."""
 
     def isns(self) -> tuple[int, int]:
         """Client and server ISN (or first seen sequence number; 0 when never seen)."""

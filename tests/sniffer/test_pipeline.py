@@ -234,6 +234,36 @@ def test_redact_and_endpoint_info_settings() -> None:
     assert (e.src.pod, e.src.namespace, e.dst.pod, e.node) == ("web-1", "shop", "", "n1")
 
 
+def test_endpoint_info_change_reaches_the_next_entry_of_an_open_connection() -> None:
+    """A connection's entries share its two Endpoints until endpoint_info answers
+    otherwise for either address (a targeting change): the next entry has the new ones."""
+    info: dict[str, dict[str, Any]] = {"10.0.0.1": {"pod": "web-1", "namespace": "shop"}}
+    pipe = Pipeline(
+        PipelineSettings(endpoint_info=lambda ip: info.get(ip, {})),
+        stream_protocols=[LINE],
+        datagram_protocols=[ECHO],
+    )
+    pkts = ping(4)
+    out: list[Entry] = []
+    for p in pkts:
+        pipe.feed(float(p.time), g.LINKS["raw"], g.frame(p, "raw"))
+        out += pipe.take()
+        if len(out) == 2:  # the pod was relabelled, the server became known
+            info = {"10.0.0.1": {"pod": "web-1", "namespace": "shop", "labels": {"v": "2"}},
+                    "10.0.0.2": {"pod": "db-0", "namespace": "data"}}  # fmt: skip
+    pipe.close()
+    out += pipe.take()
+    assert len(out) == 4
+    assert out[0].src is out[1].src and out[0].dst is out[1].dst
+    assert [(e.src.pod, e.src.labels, e.dst.pod) for e in out] == [
+        ("web-1", {}, ""),
+        ("web-1", {}, ""),
+        ("web-1", {"v": "2"}, "db-0"),
+        ("web-1", {"v": "2"}, "db-0"),
+    ]
+    assert out[2].src.ip == "10.0.0.1" and out[2].dst.port == out[0].dst.port
+
+
 def test_parser_bug_does_not_stop_capture() -> None:
     from sniffer.parsers.registry import StreamProtocol, Verdict
     from tests.sniffer.lineproto import LineParser
