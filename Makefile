@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 TAP_ARGS ?=
 
-.PHONY: setup run test lint bench bench-all fuzz-deep soak front clean
+.PHONY: setup native run test lint bench bench-all fuzz-deep soak front clean
 
 setup:
 	@bash scripts/setup.sh
@@ -12,10 +12,15 @@ setup:
 front: setup
 	@if [ -f front/package.json ]; then cd front && npm run --silent build; fi
 
-run: setup front
+# The hot modules (kubeweir/_native.py) compiled in place with mypyc, only when a source is
+# newer than its compiled module. `KUBEWEIR_NATIVE=0 make test` removes them: pure Python.
+native: setup
+	@$(PY) scripts/native.py
+
+run: setup front native
 	$(PY) -m kubeweir tap --demo $(TAP_ARGS)
 
-test: setup front
+test: setup front native
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 lint: setup
@@ -23,14 +28,15 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-bench: setup front
+bench: setup front native
 	$(PY) -m benchmarks
 
-fuzz-deep: setup
+fuzz-deep: setup native
 	HYPOTHESIS_PROFILE=deep $(PY) -m pytest -q -k "fuzz or property" $(PYTEST_ARGS)
 
-soak: setup
+soak: setup native
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(VENV) front/node_modules front/dist .pytest_cache .mypy_cache .ruff_cache
+	$(PY) scripts/native.py --clean || true
+	rm -rf $(VENV) build front/node_modules front/dist .pytest_cache .mypy_cache .ruff_cache
