@@ -67,7 +67,8 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
   log "installing Python packages"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e '.[dev]'
+  # pure editable install: `make native` compiles the checkout in place (setup.py)
+  KUBEWEIR_NATIVE=0 .venv/bin/pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 fi
 site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
