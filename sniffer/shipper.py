@@ -231,10 +231,12 @@ class Shipper:
         while not self._stop.is_set():
             profiling.tick()
             with self._queue_cv:
-                if not self._queue:
+                idle = not self._queue
+                if idle:
                     first_at = None
                     self._queue_cv.wait(0.5)
-                    continue
+            if idle:  # (mypyc compiles no `continue` inside the with block)
+                continue
             now = time.monotonic()
             if first_at is None:
                 first_at = now

@@ -300,7 +300,7 @@ class AmqpParser(StreamParser):
             if len(buf) < 8:
                 return
             # the server answers a header it does not speak with the one it does (§4.2.2)
-            version = ".".join(str(b) for b in buf[5:8])
+            version = ".".join(str(b) for b in bytes(buf[5:8]))
             self._q.lone(ts, ts, {}, {"method": "protocol-header", "version": version},
                          f"protocol header refused: server speaks {version}",
                          error="protocol version mismatch")  # fmt: skip

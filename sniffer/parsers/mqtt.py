@@ -236,7 +236,7 @@ class MqttParser(StreamParser):
                 if len(r.head) < 2 or r.head[-1] & 0x80:
                     return
                 length = 0
-                for i, c in enumerate(r.head[1:]):
+                for i, c in enumerate(bytes(r.head[1:])):
                     length += (c & 0x7F) << (7 * i)
                 r.first = r.head[0]
                 r.head.clear()

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["ProtobufError", "ProtoSchemas", "decode_raw"]
 
 _F64 = struct.Struct("<d")
@@ -120,6 +122,7 @@ def _decode(data: bytes, depth: int) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, _Repeated) else v for k, v in out.items()}
 
 
+@mypyc_attr(native_class=False)  # mypyc compiles no subclass of this builtin
 class _Repeated(list[Any]):
     """Marks a list made of repeated fields (not a value that was a list already)."""
 

@@ -20,6 +20,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["LINKTYPE_RAW", "RingConfig", "PacketRing", "CaptureError", "FrameHandler"]
 
 LINKTYPE_RAW = 101
@@ -53,6 +55,7 @@ FrameHandler = Callable[[float, int, bytes], None]
 """Called with (timestamp, linktype, frame) for each captured frame."""
 
 
+@mypyc_attr(native_class=False)  # mypyc compiles no subclass of this builtin
 class CaptureError(RuntimeError):
     """The capture could not be set up (with the reason the kernel gave)."""
 
