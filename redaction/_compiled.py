@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import re2
 
@@ -325,8 +325,8 @@ class _Gate:
 
     __slots__ = ("regexp", "rest", "cards")
 
-    HEAD = b"\x02"
-    BODY = b"\x01"
+    HEAD: ClassVar[bytes] = b"\x02"
+    BODY: ClassVar[bytes] = b"\x01"
 
     def __init__(self, head: list[str], body: list[str], cards: PatternRule | None = None) -> None:
         def alt(members: list[str]) -> str:
