@@ -17,6 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from mypy_extensions import mypyc_attr
+
 __all__ = ["Spool", "SpooledBatch"]
 
 log = logging.getLogger("kubeweir.sniffer.spool")
@@ -32,6 +34,7 @@ class SpooledBatch:
     size: int
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # tests subclass it to inject I/O errors
 class Spool:
     """A bounded directory of sealed batches, oldest first; thread-safe."""
 

@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from mypy_extensions import mypyc_attr
+
 __all__ = [
     "DatagramParser",
     "Direction",
@@ -93,6 +95,7 @@ class Switch:
     that became HTTP/2 stream 1."""
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # parsers outside the compiled modules
 class StreamParser(ABC):
     """A parser for one TCP connection, both directions."""
 
@@ -133,6 +136,7 @@ class StreamParser(ABC):
         return None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class DatagramParser(ABC):
     """A parser for one UDP flow (client address/port ↔ server address/port)."""
 
