@@ -2,6 +2,9 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# 1: compiled modules built and required (tests check it); 0: pure Python, compiled ones removed
+KUBEWEIR_NATIVE ?= 1
+export KUBEWEIR_NATIVE
 TAP_ARGS ?=
 
 .PHONY: setup native run test lint bench bench-all fuzz-deep soak front clean
