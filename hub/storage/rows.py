@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from itertools import repeat
+from math import isfinite
 from typing import Any
 
 import msgspec
@@ -148,7 +150,15 @@ def _column(values: list[Any], typ: pa.DataType, clean: Any = None) -> pa.Array:
 
 
 def _port(v: Any) -> int:
-    return v if isinstance(v, int) and 0 <= v <= 65535 else 0
+    return v if isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 65535 else 0
+
+
+def _ports(values: Sequence[Any]) -> pa.Array:
+    """A port column: a value that is not a port (out of 0-65535, not an int) is 0, as
+    it is for any other batch (a port over 65535 that fits int32 was stored as sent)."""
+    if set(map(type, values)) <= {int} and 0 <= min(values) and max(values) <= 65535:
+        return pa.array(values, _I32)
+    return pa.array([_port(v) for v in values], _I32)
 
 
 def _split_body(msg: dict[str, Any]) -> tuple[bytes, bytes | None]:
@@ -177,21 +187,27 @@ def _body_bytes(body: Any, encoding: Any) -> bytes | None:
     return body.encode("utf-8", "surrogatepass")
 
 
-def _maps_and_bodies(msgs: list[dict[str, Any]]) -> tuple[pa.Array, pa.Array]:
+def _maps_and_bodies(msgs: list[dict[str, Any]], restore: bool = True) -> tuple[pa.Array, pa.Array]:
     """The request (or response) maps as JSON without their bodies, and the bodies as
     bytes: ``_split_body`` for a whole column, with the bodies taken out of every map
-    (and put back, as their last key) around one C-level pass of the JSON encoder."""
-    bodies = [m.pop("body", None) for m in msgs]
+    (and, with ``restore``, put back as their last key) around one C-level pass of the
+    JSON encoder. Without ``restore`` the maps are left without their bodies (for a
+    caller that drops the entries next)."""
+    bodies = list(map(dict.pop, msgs, repeat("body"), repeat(None)))
     try:
         metas = list(map(_json.encode, msgs))
     finally:
-        for m, b in zip(msgs, bodies, strict=True):
-            if b is not None:
-                m["body"] = b
+        if restore:
+            for m, b in zip(msgs, bodies, strict=True):
+                if b is not None:
+                    m["body"] = b
     blobs: pa.Array | None = None
-    if not any(m.get("body_encoding") == "base64" for m in msgs):
+    encodings = map(dict.get, msgs, repeat("body_encoding"))
+    if "base64" not in encodings:
+        if "" in bodies:  # an empty body is no body
+            bodies = [b or None for b in bodies]
         try:  # all text (or absent): Arrow encodes it to UTF-8 itself
-            blobs = pa.array([b or None for b in bodies], _S).cast(pa.binary())
+            blobs = pa.array(bodies, _S).cast(pa.binary())
         except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):
             blobs = None  # a non-string body, or lone surrogates: one by one below
     if blobs is None:
@@ -202,25 +218,36 @@ def _maps_and_bodies(msgs: list[dict[str, Any]]) -> tuple[pa.Array, pa.Array]:
     return pa.array(metas, pa.binary()).cast(_S), blobs
 
 
-def _path(req: dict[str, Any]) -> Any:
-    p = req.get("path")
-    return p if p is not None else req.get("name")
+def _values(msgs: list[dict[str, Any]], key: str) -> list[Any]:
+    """``[m.get(key) for m in msgs]``, in C."""
+    return list(map(dict.get, msgs, repeat(key)))
 
 
-def batch_to_arrow(entries: Sequence[Entry]) -> tuple[pa.Table, int]:
+def _paths(reqs: list[dict[str, Any]]) -> list[Any]:
+    """The ``path`` column: request.path, or the DNS name when there is no path."""
+    paths = _values(reqs, "path")
+    if None in paths:
+        paths = [p if p is not None else r.get("name") for p, r in zip(paths, reqs, strict=True)]
+    return paths
+
+
+def batch_to_arrow(entries: Sequence[Entry], *, keep: bool = True) -> tuple[pa.Table, int]:
     """A batch as sent, in the storage columns: an id repeated within the batch is kept
-    from its first entry. Returns the table and the number of entries sent."""
+    from its first entry. Returns the table and the number of entries sent. Without
+    ``keep`` the entries' request/response maps lose their bodies (a caller that drops
+    the entries next saves putting them back)."""
     total = len(entries)
     if len({e.id for e in entries}) != total:
         seen: set[str] = set()
         entries = [e for e in entries if not (e.id in seen or seen.add(e.id))]  # type: ignore[func-returns-value]
-    return entries_to_arrow(entries), total
+    return entries_to_arrow(entries, keep=keep), total
 
 
-def entries_to_arrow(entries: Sequence[Entry]) -> pa.Table:
-    """The batch as one Arrow table in the storage columns, built column by column."""
+def entries_to_arrow(entries: Sequence[Entry], *, keep: bool = True) -> pa.Table:
+    """The batch as one Arrow table in the storage columns, built column by column
+    (``keep``: see ``batch_to_arrow``)."""
     with gc_paused():
-        return _entries_to_arrow(entries)
+        return _entries_to_arrow(entries, keep)
 
 
 _astuple = msgspec.structs.astuple
@@ -235,7 +262,7 @@ if Entry.__struct_fields__ != _ENTRY_FIELDS or Endpoint.__struct_fields__ != _EN
     raise ImportError("kubeweir.entry's field order changed: update hub.storage.rows")
 
 
-def _entries_to_arrow(entries: Sequence[Entry]) -> pa.Table:
+def _entries_to_arrow(entries: Sequence[Entry], restore: bool) -> pa.Table:
     if not entries:
         return ARROW_SCHEMA.empty_table()
     # the fields of every entry, column-wise, in C: Entry.__struct_fields__ order
@@ -243,12 +270,10 @@ def _entries_to_arrow(entries: Sequence[Entry]) -> pa.Table:
      gaps, streams, indexes, nodes) = zip(*map(_astuple, entries), strict=True)  # fmt: skip
     cols: list[pa.Array] = []
     try:
-        ts_us = pc.round(pc.multiply(pa.array(tss, pa.float64()), 1e6))
-        if not (
-            pc.all(pc.is_finite(ts_us)).as_py()
-            and 0 <= pc.min(ts_us).as_py()
-            and pc.max(ts_us).as_py() <= _TS_MAX_US
-        ):
+        ts_f = pa.array(tss, pa.float64())
+        ts_us = pc.round(pc.multiply(ts_f, 1e6))
+        bounds = pc.min_max(ts_us).as_py()
+        if not (all(map(isfinite, tss)) and 0 <= bounds["min"] and bounds["max"] <= _TS_MAX_US):
             raise BatchError("an entry's ts is not a time between 1970 and 9999")
         cols += [
             pa.array(ids, _S),
@@ -264,7 +289,7 @@ def _entries_to_arrow(entries: Sequence[Entry]) -> pa.Table:
             )
             cols += [
                 pa.array(ip, _S),
-                _column(list(port), _I32, _port),
+                _ports(port),
                 pa.array(pod, _S),
                 pa.array(ns, _S),
                 pa.array(workload, _S),
@@ -273,12 +298,12 @@ def _entries_to_arrow(entries: Sequence[Entry]) -> pa.Table:
                 pa.array(labels, _MAP),
             ]
         reqs_l, resps_l = list(reqs), list(resps)
-        req_json, req_body = _maps_and_bodies(reqs_l)
-        resp_json, resp_body = _maps_and_bodies(resps_l)
+        req_json, req_body = _maps_and_bodies(reqs_l, restore)
+        resp_json, resp_body = _maps_and_bodies(resps_l, restore)
         cols += [
-            _column([r.get("method") for r in reqs_l], _S, _text),
-            _column([_path(r) for r in reqs_l], _S, _text),
-            _column([r.get("status") for r in resps_l], _I32, _int32),
+            _column(_values(reqs_l, "method"), _S, _text),
+            _column(_paths(reqs_l), _S, _text),
+            _column(_values(resps_l, "status"), _I32, _int32),
             pa.array(summaries, _S),
             pa.array(errors, _S),
             pa.array(tls, pa.bool_()),

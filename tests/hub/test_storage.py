@@ -289,3 +289,42 @@ def test_page_after_late_batches_and_retention(storage: DuckDBStorage) -> None:
     storage.retention_max_age = 3000
     storage.enforce_retention(datetime.fromtimestamp(base + 5002, UTC))
     assert [r["id"] for r in storage.page(sa.true(), 10)] == [e.id for e in reversed(newer)]
+
+
+def test_serving_storage_shortens_the_gil_switch_interval() -> None:
+    """DuckDB's binding takes the GIL back between every two tasks of a statement: a
+    serving hub hands the GIL over more often (see GIL_SWITCH_INTERVAL)."""
+    import sys
+
+    from hub.storage.duckdb import GIL_SWITCH_INTERVAL
+
+    was = sys.getswitchinterval()
+    store = DuckDBStorage(":memory:")
+    try:
+        sys.setswitchinterval(0.005)
+        store.start()
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL)
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL / 2)  # a shorter one is left alone
+        store.start()
+        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL / 2)
+    finally:
+        store.close()
+        sys.setswitchinterval(was)
+
+
+def test_insert_reads_the_batch_from_its_frame_not_a_table(storage: DuckDBStorage) -> None:
+    """The batch reaches the INSERT through DuckDB's replacement scan: nothing is left
+    registered on the connection, and a failed batch leaves no rows behind."""
+    a, b = make_http_entry(), make_http_entry()
+    assert storage.ingest([a, b]).accepted == 2
+    names = {
+        r[0] for r in storage._con.execute("SELECT table_name FROM duckdb_tables()").fetchall()
+    }
+    views = {
+        r[0]
+        for r in storage._con.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+    }
+    assert "_kw_batch" not in names | views
+    assert storage.count() == 2

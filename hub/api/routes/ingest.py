@@ -145,7 +145,7 @@ def _store(
             for e in batch.entries:
                 enricher.enrich(e)
         try:
-            table, total = batch_to_arrow(batch.entries)
+            table, total = batch_to_arrow(batch.entries, keep=keep_entries)
         except BatchError as exc:
             raise _Refused(400, str(exc), "columns") from exc
         sniffer, entries = batch.sniffer, batch.entries if keep_entries else []
