@@ -91,6 +91,7 @@ class PacketRing:
         self.handler_errors = 0
         self._stats_lock = threading.Lock()
         self._block = 0
+        self._filter_buf: ctypes.Array[ctypes.c_char] | None = None
         try:
             self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
         except PermissionError as exc:
@@ -142,7 +143,13 @@ class PacketRing:
         raw = b"".join(struct.pack("=HBBI", *i) for i in insns)
         buf = ctypes.create_string_buffer(raw, len(raw))
         fprog = _FPROG.pack(len(insns), ctypes.addressof(buf))
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        # held on self until the kernel has copied it: compiled (mypyc), a local is
+        # released after its last use — here before setsockopt reads the instructions
+        self._filter_buf = buf
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        finally:
+            self._filter_buf = None
 
     def attach_ebpf(self, prog_fd: int) -> None:
         """Attach (atomically replace) an eBPF socket-filter program by its fd."""
