@@ -284,9 +284,9 @@ def load_config(path: str | Path) -> RedactionConfig:
 
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RedactionConfigError(f"redaction config {p}: not valid YAML: {exc}") from None
+    except yaml.YAMLError as bad:
+        raise RedactionConfigError(f"redaction config {p}: not valid YAML: {bad}") from None
     try:
         return parse_config(data)
-    except RedactionConfigError as exc:
-        raise RedactionConfigError(f"redaction config {p}: {exc}") from None
+    except RedactionConfigError as inner:
+        raise RedactionConfigError(f"redaction config {p}: {inner}") from None

@@ -398,9 +398,9 @@ class Pipeline:
                 self._degrade(conn, exc)
                 self._raw(conn, direction, data, ts, 0)
                 return
-            except Exception as exc:  # a parser bug must not stop capture
+            except Exception as bug:  # a parser bug must not stop capture (mypyc: own name)
                 self._c["parser_bugs"] += 1
-                self._degrade(conn, exc)
+                self._degrade(conn, bug)
                 self._raw(conn, direction, data, ts, 0)
                 return
             if done:
@@ -429,9 +429,9 @@ class Pipeline:
                 self._degrade(conn, exc)
                 self._raw(conn, direction, b"", ts, length)
                 return
-            except Exception as exc:
+            except Exception as bug:
                 self._c["parser_bugs"] += 1
-                self._degrade(conn, exc)
+                self._degrade(conn, bug)
                 self._raw(conn, direction, b"", ts, length)
                 return
             if done:

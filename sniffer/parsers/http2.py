@@ -421,7 +421,9 @@ class Http2Parser(StreamParser):
             pairs = hit
         else:
             try:
-                pairs = [(str(k), str(v)) for k, v in self._hpack[d].decode(frag, raw=False)]
+                # hpack types the pairs as bytes, but raw=False makes them str
+                decoded: Any = self._hpack[d].decode(frag, raw=False)
+                pairs = [(str(k), str(v)) for k, v in decoded]
             except (HPACKError, UnicodeDecodeError, IndexError, ValueError) as e:
                 error = f"HPACK: {type(e).__name__}: {e}"[:200]
             if _only_indexed(frag) and not error:

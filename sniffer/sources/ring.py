@@ -120,8 +120,8 @@ class PacketRing:
             if config.interface != "any":
                 try:
                     socket.if_nametoindex(config.interface)
-                except OSError as exc:
-                    raise CaptureError(f"no interface {config.interface!r}") from exc
+                except OSError as missing:
+                    raise CaptureError(f"no interface {config.interface!r}") from missing
                 self.sock.bind((config.interface, ETH_P_ALL))
             # ``any``: an unbound ETH_P_ALL socket already sees every device.
             if config.fanout_group:
