@@ -401,8 +401,11 @@ def _gate(rs: _RuleSet) -> _Gate | None:
             r'(?i)\\"[-_]*(?:' + "|".join(_flex(n) for n in keys) + r')[-_]*\\"(?:\s|\\[nrt])*:'
         )
     params = sorted(rs.query | rs.form)
-    if params:  # a=1&token=... in the query, a URL
-        head.append(r"(?i)[?&\"](?:" + "|".join(_flex(n) for n in params) + ")[-_]*=")
+    if params:  # a=1&token=... in the query, a URL; around the name, whatever the
+        # query's look drops (``str.strip``: whitespace, raw or JSON-escaped) or ignores
+        # (``-``/``_``): ``?_token=``, ``& token =``
+        space = r"(?:[-_ ]|\\[tnrbf]|\\u00[01][0-9A-Fa-f]|\x{85}|\p{Z})*"
+        head.append(rf"(?i)[?&\"]{space}(?:" + "|".join(_flex(n) for n in params) + rf"){space}=")
     if rs.fields:  # "password": as a key of the request/response maps, at any depth
         head.append(r'(?i)"[-_]*(?:' + "|".join(_flex(n) for n in rs.fields) + ')[-_]*":')
     head += [

@@ -140,6 +140,25 @@ def test_form_field_after_a_leading_line_break() -> None:
     same(e)
 
 
+def test_query_name_with_what_the_query_look_drops_around_it() -> None:
+    """(Found while restructuring: the gate's query-name member wanted the name right
+    after ``?``/``&`` and ``=`` right after it, but the query's look strips whitespace
+    and ignores ``-``/``_``, so ``?_token=`` passed the gate untouched.)"""
+    for target in (
+        "/a?_token=abcdefgh123",
+        "/a?x=1&__Token__=abcdefgh123",
+        "/a?x=1& token =abcdefgh123",
+        "/a?x=1&\ttoken=abcdefgh123",
+        "/a?x=1&\x0btoken\u3000=abcdefgh123",
+        "/a?x=1&\x85access-token=abcdefgh123",
+    ):
+        e = make_http_entry("GET", target)
+        out = GATED.apply(e)
+        assert "abcdefgh123" not in entry_to_json(out).decode(), target
+        assert any(p.startswith("request.query.") for p in out.redacted), target
+        same(e)
+
+
 def test_short_json_body_searched_in_its_head() -> None:
     """A short response body is searched inside its head's JSON encoding: a key before a
     line break and a colon, escapes, a pattern hit, are all still found."""
