@@ -11,9 +11,40 @@ from __future__ import annotations
 
 import os
 import runpy
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+
+class ParallelBuildExt(build_ext):
+    """build_ext that compiles the C files of one extension in parallel (``--parallel``):
+    mypyc's multi-file output is one extension of many C files, which setuptools would
+    compile one after the other."""
+
+    def build_extension(self, ext: Any) -> None:
+        jobs = int(self.parallel or 1) if self.parallel is not True else os.cpu_count() or 1
+        compile_one = self.compiler.compile
+        if jobs < 2 or len(ext.sources) < 2:
+            super().build_extension(ext)
+            return
+
+        def compile_all(sources: list[str], *args: Any, **kwargs: Any) -> list[str]:
+            # the biggest first, so that the long ones do not end up last and alone
+            order = sorted(sources, key=lambda f: -os.path.getsize(f))
+            with ThreadPoolExecutor(jobs) as pool:
+                objs = pool.map(lambda f: compile_one([f], *args, **kwargs), order)
+                done = dict(zip(order, objs, strict=True))
+            return [obj for f in sources for obj in done[f]]
+
+        self.compiler.compile = compile_all  # type: ignore[method-assign]
+        try:
+            super().build_extension(ext)
+        finally:
+            self.compiler.compile = compile_one  # type: ignore[method-assign]
+
 
 ROOT = Path(__file__).resolve().parent
 native = runpy.run_path(str(ROOT / "kubeweir" / "_native.py"))
@@ -27,7 +58,8 @@ if os.environ.get("KUBEWEIR_NATIVE", "1") != "0":
         [str(native["source_path"](m, Path("."))) for m in native["NATIVE_MODULES"]],
         opt_level=os.environ.get("MYPYC_OPT_LEVEL", "3"),
         group_name=native["GROUP_NAME"],
+        multi_file=True,  # a C file per module, compiled in parallel (ParallelBuildExt)
         target_dir="build/native",
     )
 
-setup(ext_modules=ext_modules)
+setup(ext_modules=ext_modules, cmdclass={"build_ext": ParallelBuildExt})
