@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import operator
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,18 +30,9 @@ from hub.storage.recent import RecentIds
 from hub.storage.rows import BatchError
 from hub.storage.schema import COLUMNS, entries_table
 
-__all__ = ["GIL_SWITCH_INTERVAL", "MIGRATIONS", "DuckDBStorage", "migrate"]
+__all__ = ["MIGRATIONS", "DuckDBStorage", "migrate"]
 
 log = logging.getLogger(__name__)
-
-GIL_SWITCH_INTERVAL = 0.0002
-"""Seconds; the hub process's ``sys.setswitchinterval`` once the storage serves (Python's
-default is 0.005). DuckDB's Python binding runs a statement as a loop of tasks and takes
-the GIL back between every two (to check for signals): while another thread runs Python
-code (decoding the next batch, HTTP), each of those waits up to the switch interval.
-Measured here, a 7 ms query took 500-780 ms beside one thread spinning in Python with the
-default, 40 ms with 0.1 ms. Shorter intervals cost the Python threads a little in more
-frequent hand-overs."""
 
 Migration = Callable[[duckdb.DuckDBPyConnection], None]
 
@@ -644,10 +634,6 @@ class DuckDBStorage(Storage):
                 log.exception("retention round failed")
 
     def start(self) -> None:
-        """Serving: the retention thread (when a limit is set), and a short GIL switch
-        interval for the process (``GIL_SWITCH_INTERVAL``)."""
-        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
-            sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         if self._thread is None and (
             self.retention_max_age is not None or self.retention_max_bytes is not None
         ):

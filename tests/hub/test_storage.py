@@ -291,27 +291,6 @@ def test_page_after_late_batches_and_retention(storage: DuckDBStorage) -> None:
     assert [r["id"] for r in storage.page(sa.true(), 10)] == [e.id for e in reversed(newer)]
 
 
-def test_serving_storage_shortens_the_gil_switch_interval() -> None:
-    """DuckDB's binding takes the GIL back between every two tasks of a statement: a
-    serving hub hands the GIL over more often (see GIL_SWITCH_INTERVAL)."""
-    import sys
-
-    from hub.storage.duckdb import GIL_SWITCH_INTERVAL
-
-    was = sys.getswitchinterval()
-    store = DuckDBStorage(":memory:")
-    try:
-        sys.setswitchinterval(0.005)
-        store.start()
-        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL)
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL / 2)  # a shorter one is left alone
-        store.start()
-        assert sys.getswitchinterval() == pytest.approx(GIL_SWITCH_INTERVAL / 2)
-    finally:
-        store.close()
-        sys.setswitchinterval(was)
-
-
 def test_insert_reads_the_batch_from_its_frame_not_a_table(storage: DuckDBStorage) -> None:
     """The batch reaches the INSERT through DuckDB's replacement scan: nothing is left
     registered on the connection, and a failed batch leaves no rows behind."""
