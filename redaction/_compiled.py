@@ -54,6 +54,7 @@ class _RuleSet:
         "body_names",
         "header_kinds",
         "looks",
+        "hinted_value",
     )
 
     def __init__(self, rules: Iterable[Rule]) -> None:
@@ -93,6 +94,14 @@ class _RuleSet:
             _AnyOf([p.hint for p in self.hinted]) if self.hinted else None
         )
         self.gate = _gate(self)
+        # a replaced value in which a gate's hint is found: the echo check skips the texts
+        # the gate found clean (the JWT's and the e-mail's hints: the usual echo values)
+        echo_hints = [p.hint for p in self.hinted if p.name in ("jwt", "email")]
+        self.hinted_value: re.Pattern[str] | None = (
+            re.compile("|".join(echo_hints), re.ASCII) if echo_hints and self.gate else None
+        )
+        """Python-regex twin of the JWT and e-mail hints (both searched by the gate in
+        heads and bodies alike)."""
         self.plain_headers: set[Any] = set()
         """Raw header names known to need no rule by name (a bounded cache)."""
         self.looks: dict[tuple[int, ...], tuple[tuple[PatternRule, ...], bool]] = {}

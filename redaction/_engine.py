@@ -947,7 +947,7 @@ class Engine:
         # look. One RE2 search over the heads and the JSON bodies decides (``_triage``).
         gate = rs.gate
         if gate is None or proto in _FULL_PROTOS:
-            work = [2 if request else 0, 2 if response else 0, 1]
+            work = [2 if request else 0, 2 if response else 0, 1, 0]
             heads: bytes | None = None
             raws: list[bytes | None] = [None, None]
         else:
@@ -981,6 +981,8 @@ class Engine:
                 response,
                 summary,
                 heads,
+                rs.hinted_value if heads is not None and work[0] < 2 and work[1] < 2 else None,
+                work[3],
             ):
                 echo = [(s, _json_encode(s)[1:-1]) for s in secrets]
                 request = job.echoes(request, "request", echo)
@@ -1007,8 +1009,10 @@ def _triage(
     gate: _Gate, request: dict[str, Any], response: dict[str, Any], summary: str
 ) -> tuple[list[int], bytes, list[bytes | None]]:
     """``(work, heads, raws)``: what each of request and response needs (0 nothing, 1 the
-    body, 2 everything), then whether the summary needs a look (0/1); the JSON encoding of
-    the heads and the summary, as searched; and the JSON bodies' UTF-8 bytes.
+    body, 2 everything), then whether the summary needs a look (0/1), then what the
+    gate's search found nothing in (``_CLEAN_HEADS``: the heads and the summary;
+    ``_CLEAN_RESPONSE``: the response's body); the JSON encoding of the heads and the
+    summary, as searched; and the JSON bodies' UTF-8 bytes.
 
     A request's body and bodies that aren't JSON text always get their look. A response's
     JSON body is searched too: a short one inside its head's encoding (escaped: the head's
@@ -1016,7 +1020,7 @@ def _triage(
     escaping to pay for, no copy of the head with the body in it)."""
     rb = request.get("body") if request else None
     sb = response.get("body") if response else None
-    work = [0, 0, 0]
+    work = [0, 0, 0, 0]
     raws: list[bytes | None] = [None, None]
     if rb:
         # a request's JSON body usually holds something (a login, a form, an order with
@@ -1048,21 +1052,28 @@ def _triage(
         )
     )
     if raw is None:
+        # clean: the heads (and an inline body), the response body if it isn't looked at
+        work[3] = _CLEAN_HEADS | (_CLEAN_RESPONSE if inline else 0)
         if gate.regexp.Match(_UNANCHORED, _HEAD + heads + _END, 0, len(heads) + 2)[0][0] < 0:
             return work, heads, raws  # the usual answer
         if gate.no_card(heads):
             return work, heads, raws  # a digit run that is no card number (a hex id)
+        work[3] = 0
         found = [0]
     else:
         raws[1] = raw
         data = b"".join((_HEAD, heads, _END, _BODY, raw, _END))
+        work[3] = _CLEAN_HEADS | _CLEAN_RESPONSE
         if gate.regexp.Match(_UNANCHORED, data, 0, len(data))[0][0] < 0:
             return work, heads, raws  # the usual answer
         found = gate.which([_HEAD, heads, _END, _BODY, raw, _END])
         if found[-1] == 1:
             work[1] = 1
+            work[3] = _CLEAN_HEADS
         if found[0] == 0 and gate.no_card(heads):
             found = found[1:]
+        if found and found[0] == 0:
+            work[3] &= ~_CLEAN_HEADS
     if found and found[0] == 0:  # in the heads: each alone (the summary goes with the request)
         alone: list[bytes] = []
         if request:
@@ -1135,25 +1146,39 @@ def _echoed(
     response: dict[str, Any],
     summary: str,
     heads: bytes | None,
+    hinted: re.Pattern[str] | None = None,
+    clean: int = 0,
 ) -> bool:
     """Whether a value replaced somewhere is still found elsewhere: in the heads (their
-    encoding as the gate searched it, if still current), a body, or the summary."""
+    encoding as the gate searched it, if still current), a body, or the summary.
+
+    ``clean`` says where the gate's search found none of its members (``_CLEAN_HEADS``,
+    ``_CLEAN_RESPONSE``); a value in which ``hinted`` (hints of patterns the gate searched
+    for there: a JWT's, an e-mail's) finds something can't be in those, and isn't looked
+    for there."""
     if heads is None:
         heads = _json_encode(
             tuple({k: v for k, v in m.items() if k != "body"} for m in (request, response) if m)
         )
-    texts = [summary]
-    for msg in (request, response):
-        body = msg.get("body") if msg else None
-        if type(body) is str and body:
-            texts.append(body)
+    rb = request.get("body") if request else None
+    sb = response.get("body") if response else None
+    if type(rb) is not str:
+        rb = ""
+    if type(sb) is not str:
+        sb = ""
     for s in secrets:
-        for text in texts:
-            if s in text:
-                return True
-        if _json_encode(s)[1:-1] in heads:
+        skip = clean if hinted is not None and hinted.search(s) is not None else 0
+        if (
+            (rb and s in rb)
+            or (sb and not skip & _CLEAN_RESPONSE and s in sb)
+            or (not skip & _CLEAN_HEADS and (s in summary or _json_encode(s)[1:-1] in heads))
+        ):
             return True
     return False
+
+
+_CLEAN_HEADS = 1
+_CLEAN_RESPONSE = 2
 
 
 _JSON_TYPES = frozenset({"application/json", "application/json; charset=utf-8"})
