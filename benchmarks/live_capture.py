@@ -395,9 +395,11 @@ def fit_conns(client: Any, url: str, pace: Path, offered: int, conns: int,
     rate undershoots at high rates (31 connections made 16,700 req/s, not 20,000)."""
     for _ in range(tries):
         made = wrk(client, url, conns, secs, pace)[1]
-        if made >= 0.98 * offered:
+        if 0.98 * offered <= made <= 1.08 * offered:
             break
-        conns = math.ceil(conns * offered / max(1.0, made) * 1.02)
+        # at most ×1.5 / ×0.67 a step: a run slowed by other jobs must not overshoot
+        scale = min(1.5, max(0.67, offered * 1.02 / max(1.0, made)))
+        conns = max(1, math.ceil(conns * scale))
     return conns
 
 
