@@ -93,23 +93,67 @@ MEMORY_LIMIT = "1GiB"
 """Both sides: the hub's defaults, set explicitly in its config and on the bare side."""
 
 
-def bare_append(entries: list[Entry], path: str) -> float:
+def bare_append(entries: list[Entry], path: str) -> tuple[float, float]:
     """Seconds to append the rows (already as storage columns in Arrow) to a fresh file,
-    in one INSERT (committed), with the hub's DuckDB settings. Neither side's timing holds
-    a final CHECKPOINT: the hub's WAL stays under the threshold during the run too."""
+    in one INSERT (committed), with the hub's DuckDB settings, and the CPU seconds it took
+    (this process runs nothing else meanwhile). Neither side's timing holds a final
+    CHECKPOINT: the hub's WAL stays under the threshold during the run too."""
     con = duckdb.connect(
         path, config={"checkpoint_threshold": CHECKPOINT_THRESHOLD, "memory_limit": MEMORY_LIMIT}
     )
     migrate(con, MIGRATIONS)
     columns = entries_to_arrow(entries)  # the storage columns, built outside the timing
     con.register("cols", columns)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     con.execute("INSERT INTO entries SELECT * FROM cols")
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
     n = con.execute("SELECT count(*) FROM entries").fetchone()
     assert n is not None and n[0] == len(entries)
     con.close()
-    return elapsed
+    return elapsed, cpu
+
+
+def _cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """User + system CPU seconds of a process (or of one of its threads)."""
+    path = f"/proc/{pid}/task/{tid}/stat" if tid else f"/proc/{pid}/stat"
+    stat = Path(path).read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stage_cpu(bodies: list[bytes], path: str) -> dict[str, float]:
+    """Where a hub entry's CPU goes, stage by stage: the route's own steps run in this
+    process on the same zstd batches, one at a time (no HTTP, no concurrency), into a
+    fresh storage with the hub's settings. CPU seconds per stage, summed over the batches."""
+    from hub.api.routes.ingest import decompress
+    from hub.storage.duckdb import DuckDBStorage
+    from hub.storage.rows import batch_to_arrow, gc_paused
+    from kubeweir.entry import decode_batch
+
+    store = DuckDBStorage(
+        path, checkpoint_threshold=CHECKPOINT_THRESHOLD, memory_limit=MEMORY_LIMIT
+    )
+    out = dict.fromkeys(("zstd", "msgpack decode", "columns (Arrow)", "free", "DuckDB write"), 0.0)
+    clock = time.process_time
+    try:
+        for body in bodies:
+            t0 = clock()
+            data = decompress(body, "zstd", 1 << 30)
+            t1 = clock()
+            with gc_paused():
+                batch = decode_batch(data)
+                t2 = clock()
+                table, total = batch_to_arrow(batch.entries, keep=False)
+                t3 = clock()
+                del batch
+            t4 = clock()
+            store.ingest_arrow(table, total)
+            t5 = clock()
+            for key, dt in zip(out, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4), strict=True):
+                out[key] += dt
+    finally:
+        store.close()
+    return out
 
 
 def _free_port() -> int:
@@ -135,9 +179,13 @@ def http_ingest(
     tmp: Path,
     reads: dict[str, list[float]],
     more: list[Entry],
+    cpu: dict[str, float],
+    stages: dict[str, float],
 ) -> tuple[float, float, int]:
     """Seconds to POST every batch to a hub process (nothing else talking to it), then
-    seconds to POST ``more`` while a viewer pages, and the hub's peak RSS (KiB)."""
+    seconds to POST ``more`` while a viewer pages, and the hub's peak RSS (KiB). Fills
+    ``cpu`` with the hub process's CPU seconds over the timed ingest (all threads, and its
+    event loop's thread), and ``stages`` with ``stage_cpu`` on the same batches."""
     port = _free_port()
     cfg = tmp / "hub.yaml"
     cfg.write_text(
@@ -170,9 +218,12 @@ def http_ingest(
                 return n
 
             with ThreadPoolExecutor(senders) as pool:  # sniffers on several nodes at once
+                cpu0, loop0 = _cpu_seconds(proc.pid), _cpu_seconds(proc.pid, proc.pid)
                 t = time.perf_counter()
                 accepted = sum(pool.map(post, bodies))
                 elapsed = time.perf_counter() - t
+                cpu["hub"] = _cpu_seconds(proc.pid) - cpu0
+                cpu["event loop"] = _cpu_seconds(proc.pid, proc.pid) - loop0
                 # then more rows while a viewer pages (timed apart: the reader shares the CPUs)
                 stop = threading.Event()
                 during: list[float] = []
@@ -193,6 +244,7 @@ def http_ingest(
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+    stages.update(stage_cpu(bodies, str(tmp / "stages.duckdb")))
     return elapsed, elapsed_more, rss
 
 
@@ -213,9 +265,13 @@ def main() -> None:
     more = rich_entries(args.entries // 2, first=args.entries)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        bare = bare_append(entries, str(tmp / "bare.duckdb"))
+        bare, bare_cpu = bare_append(entries, str(tmp / "bare.duckdb"))
         reads: dict[str, list[float]] = {}
-        http, http_more, rss = http_ingest(entries, args.batch, args.senders, tmp, reads, more)
+        cpu: dict[str, float] = {}
+        stages: dict[str, float] = {}
+        http, http_more, rss = http_ingest(
+            entries, args.batch, args.senders, tmp, reads, more, cpu, stages
+        )
     n = len(entries)
     bare_rate, http_rate = n / bare, n / http
     ratio = http_rate / bare_rate
@@ -239,6 +295,14 @@ def main() -> None:
     print(f"\nRatio HTTP / bare: **{ratio:.2f}** (bar ≥ {BAR}: {verdict}). "
           f"Hub peak RSS {rss / 1024:.0f} MiB. {os.cpu_count()} CPUs, load average "
           f"{os.getloadavg()[0]:.1f} (shared machine).\n")  # fmt: skip
+    us = 1e6 / n
+    print(f"CPU per entry: bare INSERT {bare_cpu * us:.1f} µs ({bare_cpu / bare:.2f} cores); "
+          f"hub process {cpu['hub'] * us:.1f} µs ({cpu['hub'] / http:.2f} cores), of which "
+          f"its event loop (HTTP, FastAPI) {cpu['event loop'] * us:.1f} µs.\n")  # fmt: skip
+    print(f"The hub's steps one batch at a time in one process (CPU µs per entry, "
+          f"{args.batch}-entry batches): "
+          + ", ".join(f"{k} {v * us:.1f}" for k, v in stages.items())
+          + f"; sum {sum(stages.values()) * us:.1f}.\n")  # fmt: skip
     dur, idle = sorted(reads["during"]), sorted(reads["idle"])
     nm = len(more)
     if dur and idle:
