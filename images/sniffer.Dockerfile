@@ -10,11 +10,12 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential pkg-config libxml2-dev libxmlsec1-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY kubeweir/ kubeweir/
 COPY sniffer/ sniffer/
 COPY redaction/ redaction/
 COPY hub/ hub/
+# setup.py compiles the hot modules (kubeweir/_native.py) with mypyc into the wheel
 RUN python -m venv /opt/kubeweir && /opt/kubeweir/bin/pip install --no-cache-dir .
 
 FROM python:3.11.14-slim-bookworm
