@@ -25,7 +25,8 @@ class ParallelBuildExt(build_ext):
     compile one after the other."""
 
     def build_extension(self, ext: Any) -> None:
-        jobs = int(self.parallel or 1) if self.parallel is not True else os.cpu_count() or 1
+        # pip gives no --parallel: every CPU then
+        jobs = int(self.parallel) if self.parallel not in (None, True) else os.cpu_count() or 1
         compile_one = self.compiler.compile
         if jobs < 2 or len(ext.sources) < 2:
             super().build_extension(ext)
