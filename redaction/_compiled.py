@@ -28,6 +28,18 @@ for _c in b"ABCDEFGHIJKLMNOPQRSTUVWXYZ":
     _SHAPE[_c] = ord("A")
 _SHAPE_TABLE = bytes(_SHAPE)
 _LEFT_MAX = 64
+
+FAST_KEYS = frozenset(
+    {
+        "method", "path", "query", "version", "host", "headers", "content_type", "body",
+        "body_encoding", "body_size", "body_truncated", "status", "reason",
+    }
+)  # fmt: skip
+"""The keys of an HTTP request/response map (as the HTTP/1 and HTTP/2 parsers make them)
+that the engine's fast path knows; a message with any other key takes the full path."""
+_FAST_FIELDS = frozenset(normalize(k) for k in FAST_KEYS)
+FAST_PLAIN, FAST_RULE, FAST_AUTH, FAST_URL, FAST_NO = 0, 1, 2, 3, 4
+_CLEAN_MAX = 8192
 _LEFT_RUNS: dict[str, re.Pattern[str]] = {}
 
 _Link = tuple[Any, Any, str]  # (parent link, display key: str | int, normalized key or "")
@@ -55,6 +67,9 @@ class _RuleSet:
         "header_kinds",
         "looks",
         "hinted_value",
+        "fast",
+        "fast_kinds",
+        "clean_values",
     )
 
     def __init__(self, rules: Iterable[Rule]) -> None:
@@ -102,6 +117,15 @@ class _RuleSet:
         )
         """Python-regex twin of the JWT and e-mail hints (both searched by the gate in
         heads and bodies alike)."""
+        self.fast = self.gate is not None and not (self.fields & _FAST_FIELDS)
+        """Whether HTTP-shaped messages may take the engine's fast path: every pattern
+        has a hint and no field rule names one of their keys."""
+        self.fast_kinds: dict[Any, int] = {}
+        """Raw header name → ``fast_kind``'s answer (a bounded cache)."""
+        self.clean_values: set[str] = set()
+        """Head strings (header values, methods, hosts...) in which the fast path's search
+        found nothing, so that a value seen again isn't searched again (bounded: cleared
+        when full)."""
         self.plain_headers: set[Any] = set()
         """Raw header names known to need no rule by name (a bounded cache)."""
         self.looks: dict[tuple[int, ...], tuple[tuple[PatternRule, ...], bool]] = {}
@@ -132,6 +156,30 @@ class _RuleSet:
             if not kind:
                 self.plain_headers.add(name)
         return kind
+
+    def fast_kind(self, name: Any) -> int:
+        """What a header needs by name on the fast path: ``FAST_PLAIN`` (nothing),
+        ``FAST_RULE`` (its rule), ``FAST_AUTH`` (an auth header's rule, the scheme kept),
+        ``FAST_URL`` (a URL header: its query, if any, is the full path's), ``FAST_NO``
+        (a name that isn't a string: the full path)."""
+        if type(name) is not str:
+            return FAST_NO
+        nk = normalize(name)
+        if nk in self.headers:
+            kind = FAST_AUTH if nk in ("authorization", "proxyauthorization") else FAST_RULE
+        else:
+            kind = FAST_URL if nk in _URL_HEADERS else FAST_PLAIN
+        if len(self.fast_kinds) >= 4096:
+            self.fast_kinds.clear()
+        self.fast_kinds[name] = kind
+        return kind
+
+    def remember_clean(self, values: list[str]) -> None:
+        """Add head strings the fast path's search found nothing in."""
+        clean = self.clean_values
+        if len(clean) + len(values) > _CLEAN_MAX:
+            clean.clear()
+        clean.update(values)
 
     def body_look(
         self, text: str, raw: bytes | None = None
@@ -332,12 +380,19 @@ class _Gate:
     the next NUL (``\\x02[^\\x00]*?(?:...)``), so the one DFA pass keeps the kinds apart.
     The search resumes after each text that matched, to tell which of them did."""
 
-    __slots__ = ("regexp", "rest", "cards")
+    __slots__ = ("regexp", "rest", "cards", "body", "fast", "names")
 
     HEAD: ClassVar[bytes] = b"\x02"
     BODY: ClassVar[bytes] = b"\x01"
 
-    def __init__(self, head: list[str], body: list[str], cards: PatternRule | None = None) -> None:
+    def __init__(
+        self,
+        head: list[str],
+        body: list[str],
+        cards: PatternRule | None = None,
+        hints: list[str] | None = None,
+        names: str = "",
+    ) -> None:
         def alt(members: list[str]) -> str:
             return "|".join(f"(?:{m})" for m in members)
 
@@ -345,6 +400,15 @@ class _Gate:
         self.regexp = re2.compile(
             rf"\x02[^\x00]*?(?:{alt(head)})|\x01[^\x00]*?(?:{alt(body)})"
         )._regexp
+        self.body: Any = re2.compile(alt(body))._regexp
+        """The body members alone, searched over one JSON body's UTF-8 bytes (no mark)."""
+        # the engine's fast path: head strings joined by line breaks (no JSON encoding)
+        never = r"[^\x00-\x{10ffff}]"
+        fast = [*(hints or []), *([names] if names else [])]
+        self.fast: Any = re2.compile(alt(fast) if fast else never)._regexp
+        """The patterns' hints and the sensitive query names (``names``)."""
+        self.names: Any = re2.compile(names or never)._regexp
+        """``names`` alone: a query parameter with a sensitive name."""
         # the head members but the card number's hint: a head only that hint flags (a hex
         # request id, a timestamp: a digit run) is checked for cards right away
         self.cards = cards
@@ -429,5 +493,15 @@ def _gate(rs: _RuleSet) -> _Gate | None:
     if keys:
         body.append(r'(?i)"[-_]*(?:' + "|".join(_flex(n) for n in keys) + r')[-_]*"\s*:')
     body.append(r"\\")
+    # the fast path's query names over head strings joined by line breaks, as the
+    # query's look finds them: after a text's start, a line break, ``?`` or ``&``
+    names = ""
+    if rs.query:
+        raw_space = r"(?:[-_\s\x0b\x1c-\x1f\x{85}]|\p{Z})*"
+        names = (
+            rf"(?i)(?:^|[\n?&]){raw_space}(?:"
+            + "|".join(_flex(n) for n in rs.query)
+            + rf"){raw_space}="
+        )
     card = BUILTIN_PATTERNS["card"]
-    return _Gate(head, body, card if any(p is card for p in rs.hinted) else None)
+    return _Gate(head, body, card if any(p is card for p in rs.hinted) else None, hints, names)

@@ -45,6 +45,10 @@ from kubeweir.entry import REDACTED, Entry
 from redaction._compiled import (
     _UNANCHORED,
     _URL_HEADERS,
+    FAST_AUTH,
+    FAST_KEYS,
+    FAST_NO,
+    FAST_URL,
     _display,
     _Gate,
     _Link,
@@ -223,6 +227,50 @@ class _Job:
                 if out is None:
                     out = dict(headers)
                 out[name] = new
+        return headers if out is None else out
+
+    def fast_headers(
+        self, headers: dict[Any, Any], prefix: str, fresh: list[str]
+    ) -> dict[Any, Any] | None:
+        """The fast path's headers: by name (as ``headers_by_name``), each value as it is
+        then added to ``fresh`` unless known to be clean. The headers, or their copy with
+        values replaced; ``None`` when the entry needs the full path (a URL header with a
+        query, a name or value that isn't a string)."""
+        rs = self.rs
+        kinds = rs.fast_kinds
+        clean = rs.clean_values
+        out: dict[Any, Any] | None = None
+        for name, value in headers.items():
+            if type(value) is not str:
+                return None
+            kind = kinds.get(name)
+            if kind is None:
+                kind = rs.fast_kind(name)
+            if kind:
+                if kind == FAST_NO:
+                    return None
+                if kind == FAST_URL:
+                    if "?" in value:
+                        return None
+                else:
+                    new = value
+                    m = _AUTH_SCHEME.match(value) if kind == FAST_AUTH else None
+                    if m is not None:  # scheme kept: "Bearer [REDACTED]"
+                        rest = value[m.end(1) :].strip()
+                        if rest != REDACTED:
+                            new = f"{m.group(1)} {REDACTED}"
+                            self.hits[prefix + name] = None
+                            self.secrets.add(rest)
+                            if len(rest) < _MIN_ECHO:  # (else: where it isn't, the whole isn't)
+                                self.secrets.add(value)
+                    else:
+                        new = self.header(name, value, prefix + name)
+                    if new is not value:
+                        if out is None:
+                            out = dict(headers)
+                        out[name] = value = new
+            if value not in clean:
+                fresh.append(value)
         return headers if out is None else out
 
     def body_only(
@@ -927,8 +975,12 @@ class Engine:
         """The entry with sensitive values replaced and their paths added to ``redacted``;
         the same object when nothing was replaced. Never mutates ``entry``."""
         rs = self._rules(entry.src.namespace, entry.dst.namespace) if self._ns else self._base
-        job: _Job | None = None
         proto = entry.proto
+        if rs.fast and rs.gate is not None and proto not in _FULL_PROTOS:
+            fast = _fast(rs, rs.gate, entry)
+            if fast is not None:
+                return fast
+        job: _Job | None = None
         request, response, summary = entry.request, entry.response, entry.summary
         # Headers by name first (the usual find: authorization, cookie).
         plain = rs.plain_headers  # (what ``headers_first`` would look at first)
@@ -1003,6 +1055,169 @@ class Engine:
 
 
 _HEAD, _BODY, _END = _Gate.HEAD, _Gate.BODY, b"\0"
+
+
+def _fast(rs: _RuleSet, gate: _Gate, entry: Entry) -> Entry | None:
+    """``Engine.apply`` for the usual HTTP exchange, with only the work it needs; ``None``
+    when the entry needs more than this path does (the full path then runs from the start).
+
+    Headers by name: one set difference leaves the names not known to need nothing, each
+    then one cached lookup. The heads' strings as they are then (header values, method,
+    path, query, host..., the summary) that weren't found clean before are searched in one
+    RE2 pass for the patterns' hints and the sensitive query names (``_Gate.fast``), joined
+    by line breaks, with no JSON encoding of the heads: on this path a head's keys are
+    known, so only its strings can hold anything. A hint's hit is checked with the
+    patterns themselves; only a validated one, or a query name, sends the entry to the
+    full path. Strings found clean are remembered (``_RuleSet.clean_values``): a User-Agent
+    or Accept header seen before isn't searched again. Bodies get what the full path gives
+    them: a request's its look, a response's JSON body the gate's body members first. A
+    replaced value found anywhere else (an echo) sends the entry to the full path too.
+    The result is the full path's: test_gate compares the two on generated entries."""
+    request, response, summary = entry.request, entry.response, entry.summary
+    if not (request and response):
+        return None
+    clean = rs.clean_values
+    fresh: list[str] = []  # the heads' strings not known to be clean
+    # the messages' own fields: known keys, strings (but the body) to search
+    for msg in (request, response):
+        for key, value in msg.items():
+            if key not in FAST_KEYS:
+                return None
+            t = type(value)
+            if t is str:
+                if key != "body" and value not in clean:
+                    if key == "path":
+                        if "%" in value or "?" in value:
+                            return None  # a URL to decode, a query on the path
+                    elif key == "query" and ("%" in value or "+" in value):
+                        return None
+                    fresh.append(value)
+            elif t is dict:
+                if key != "headers":
+                    return None  # a nested field: the full path walks it
+            elif t is list or (key == "headers" or key == "path" or key == "query"):
+                return None
+    if "%" in summary or "+" in summary:
+        return None
+    rh: dict[Any, Any] | None = request.get("headers")
+    sh: dict[Any, Any] | None = response.get("headers")
+    if rh is None or sh is None:
+        return None
+    job = _Job(rs, rs.patterns)
+    rh = job.fast_headers(rh, "request.headers.", fresh)
+    if rh is None:
+        return None
+    sh = job.fast_headers(sh, "response.headers.", fresh)
+    if sh is None:
+        return None
+    text = "\n".join(fresh)
+    try:
+        data = b"\n".join(
+            (text.encode("utf-8", "surrogateescape"), summary.encode("utf-8", "surrogateescape"))
+        )
+    except UnicodeEncodeError:
+        return None  # a lone surrogate
+    heads_clean = gate.fast.Match(_UNANCHORED, data, 0, len(data))[0][0] < 0
+    if not heads_clean:
+        # a query name, or a hint's hit: the full path unless the patterns find nothing
+        if gate.names.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0:
+            return None
+        both = f"{text}\n{summary}"
+        if _spans(rs.maybe(both), both):
+            return None
+    if fresh:
+        rs.remember_clean(fresh)
+    rb = request.get("body")
+    sb = response.get("body")
+    # bodies, as the full path does them after its gate (``_triage``)
+    if rb:
+        raw = _utf8(rb) if type(rb) is str and _is_json(request, rb) else None
+        request = job.body_only(request, "request.body", entry.proto, raw)
+    response_clean = False
+    if sb:
+        raw = None
+        if type(sb) is str and (
+            (
+                response.get("body_encoding") == "utf8"
+                and response.get("content_type") in _JSON_TYPES
+            )
+            or _json_text(response, sb)
+        ):
+            raw = _utf8(sb)
+            if raw is not None and gate.body.Match(_UNANCHORED, raw, 0, len(raw))[0][0] < 0:
+                response_clean = True  # nothing the JSON look could find
+        if not response_clean:
+            response = job.body_only(response, "response.body", entry.proto, raw)
+    if not job.hits:
+        return entry
+    if job.secrets and _fast_echo(
+        job,
+        rs,
+        rh,
+        sh,
+        summary,
+        request,
+        response,
+        heads_clean,
+        response_clean,
+    ):
+        return None  # an echo: the full path replaces it everywhere
+    if rh is not request["headers"]:
+        request = {**request, "headers": rh}
+    if sh is not response["headers"]:
+        response = {**response, "headers": sh}
+    if entry.redacted:
+        redacted = list(entry.redacted)
+        seen = set(redacted)
+        redacted.extend(p for p in job.hits if p not in seen)
+    else:
+        redacted = list(job.hits)
+    return msgspec.structs.replace(entry, request=request, response=response, redacted=redacted)
+
+
+def _fast_echo(
+    job: _Job,
+    rs: _RuleSet,
+    rh: dict[Any, Any],
+    sh: dict[Any, Any],
+    summary: str,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    heads_clean: bool,
+    response_clean: bool,
+) -> bool:
+    """Whether a value the fast path replaced is found again: in a head's string (as
+    it is now), the summary, or a body (as it is now). A value holding a JWT's or an
+    e-mail's hint is not looked for where the fast path's searches found none."""
+    secrets = job.echo_secrets()
+    if not secrets:
+        return False
+    rb = request.get("body")
+    sb = response.get("body")
+    heads: str | None = None
+    hinted = rs.hinted_value
+    for s in secrets if len(secrets) == 1 else _minimal(secrets):
+        skip = (
+            hinted is not None
+            and (s.startswith("eyJ") or "@" in s)
+            and hinted.search(s) is not None
+        )
+        if (type(rb) is str and s in rb) or (
+            type(sb) is str and not (skip and response_clean) and s in sb
+        ):
+            return True
+        if skip and heads_clean:
+            continue
+        if heads is None:
+            strings = [summary]
+            for m in (request, response, rh, sh):
+                for v in m.values():
+                    if type(v) is str and v is not rb and v is not sb:
+                        strings.append(v)
+            heads = "\n".join(strings)
+        if s in heads:
+            return True
+    return False
 
 
 def _triage(

@@ -228,3 +228,77 @@ def test_digit_runs_gated_as_in_full(values: list[str], card: str, where: str) -
     if where == "summary":
         e = msgspec.structs.replace(e, summary=text)
     same(e)
+
+
+# -- the fast path (HTTP entries: no JSON encoding of the heads, clean strings remembered)
+
+
+def _dense(**over: object) -> Entry:
+    """An exchange as benchmarks.redaction makes them: a bearer JWT, cookies, a JSON order
+    with an e-mail, a JSON list in the response."""
+    jwt = (
+        "eyJhbGciOiAiUlMyNTYiLCAidHlwIjogIkpXVCJ9."
+        "eyJzdWIiOiAidXNlci01MDg1MjAifQ.LozC1F_M0JbPBa4uxVxDQ7ycLEhZRwwBTgxLJe8TQGs"
+    )
+    fields: dict[str, object] = {
+        "request_headers": {
+            "host": "orders.shop.svc",
+            "user-agent": "Mozilla/5.0 (X11; Linux x86_64) Chrome/126.0.0.0",
+            "x-request-id": "05765ae2c99964615ddf2df5ff87123b",
+            "authorization": f"Bearer {jwt}",
+            "cookie": "session=0910da5f8fbb53999ac0b914; theme=dark",
+            "content-type": "application/json",
+        },
+        "response_headers": {"content-type": "application/json", "x-request-id": "c2678cb9"},
+        "request_body": json.dumps({"customer": {"id": 7, "email": "cedar.1@example.com"}}),
+        "response_body": json.dumps({"items": [{"id": 500352373, "total": 438.03}] * 40}),
+    }
+    fields.update(over)
+    return make_http_entry("POST", "/api/v1/orders?page=2&limit=50", **fields)  # type: ignore[arg-type]
+
+
+def test_fast_path_takes_the_usual_entry_and_gives_the_full_looks_result() -> None:
+    from redaction._engine import _fast
+
+    e = _dense()
+    rs = GATED._base
+    assert rs.gate is not None
+    for _ in range(2):  # the second time with its strings known to be clean
+        out = _fast(rs, rs.gate, e)
+        assert out is not None
+        assert entry_to_json(out) == entry_to_json(UNGATED.apply(e))
+    assert out.redacted == [
+        "request.headers.authorization",
+        "request.headers.cookie",
+        "request.body",
+    ]
+
+
+def test_fast_path_leaves_to_the_full_path_what_it_does_not_do() -> None:
+    from redaction._engine import _fast
+
+    rs = GATED._base
+    assert rs.gate is not None
+    for e in (
+        make_http_entry("GET", "/users/jane%40example.com"),
+        make_http_entry("GET", "/a?q=a+b"),
+        make_http_entry("GET", "/a?token=abcdef123456"),
+        make_http_entry("GET", "/a", request_headers={"referer": "http://x/?token=abcdefgh"}),
+        make_http_entry("GET", "/a", request_headers={"x-note": "card 4111 1111 1111 1111"}),
+    ):
+        assert _fast(rs, rs.gate, e) is None, e.request
+        same(e)
+    plain = make_http_entry("GET", "/a")
+    unknown = msgspec.structs.replace(plain, request={**plain.request, "trailers": {"a": "b"}})
+    assert _fast(rs, rs.gate, unknown) is None
+
+
+def test_echo_into_a_string_known_clean() -> None:
+    """A header value found clean before is not searched for patterns again, but a
+    value replaced by name (a cookie) is still looked for in it."""
+    seen = _dense(response_headers={"x-session": "0910da5f8fbb53999ac0b914"}, request_headers={})
+    GATED.apply(seen)  # x-session's value is now known clean
+    e = _dense(response_headers={"x-session": "0910da5f8fbb53999ac0b914"})
+    out = GATED.apply(e)
+    assert "0910da5f8fbb53999ac0b914" not in entry_to_json(out).decode()
+    same(e)
