@@ -172,6 +172,8 @@ class _RuleSet:
         if len(self.fast_kinds) >= 4096:
             self.fast_kinds.clear()
         self.fast_kinds[name] = kind
+        if kind == FAST_PLAIN and len(self.plain_headers) < 4096:
+            self.plain_headers.add(name)  # (what ``Engine.apply`` tells the paths apart by)
         return kind
 
     def remember_clean(self, values: list[str]) -> None:
