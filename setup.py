@@ -40,11 +40,11 @@ class ParallelBuildExt(build_ext):
                 done = dict(zip(order, objs, strict=True))
             return [obj for f in sources for obj in done[f]]
 
-        self.compiler.compile = compile_all  # type: ignore[method-assign]
+        self.compiler.compile = compile_all
         try:
             super().build_extension(ext)
         finally:
-            self.compiler.compile = compile_one  # type: ignore[method-assign]
+            self.compiler.compile = compile_one
 
 
 ROOT = Path(__file__).resolve().parent
