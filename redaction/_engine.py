@@ -976,15 +976,6 @@ class Engine:
         the same object when nothing was replaced. Never mutates ``entry``."""
         rs = self._rules(entry.src.namespace, entry.dst.namespace) if self._ns else self._base
         proto = entry.proto
-        if rs.fast and rs.gate is not None and proto not in _FULL_PROTOS:
-            # the fast path pays where a request header needs something by name (the
-            # usual secret: Authorization, Cookie); an entry with nothing by name costs the
-            # full path one encoding and one search (its head and a short body at once)
-            h = entry.request.get("headers") if entry.request else None
-            if type(h) is dict and not h.keys() <= rs.plain_headers:
-                fast = _fast(rs, rs.gate, entry)
-                if fast is not None:
-                    return fast
         job: _Job | None = None
         request, response, summary = entry.request, entry.response, entry.summary
         # Headers by name first (the usual find: authorization, cookie).
@@ -992,6 +983,14 @@ class Engine:
         if request:
             h = request.get("headers")
             if h and not (type(h) is dict and h.keys() <= plain):
+                # the fast path pays where a request header needs something by name (the
+                # usual secret: Authorization, Cookie); an entry with nothing by name costs
+                # the full path one encoding and one search (head and short body at once)
+                if type(h) is dict and rs.fast and rs.gate is not None:
+                    if proto not in _FULL_PROTOS:
+                        fast = _fast(rs, rs.gate, entry)
+                        if fast is not None:
+                            return fast
                 job = _Job(rs, rs.patterns)
                 request = job.headers_first(request, "request")
         if response:
