@@ -79,8 +79,15 @@ def test_source_passes_exactly_the_targets(node: tuple[TestNode, Pod, Pod, Pod],
         src.set_targets([other.ip])
         cli.http_calls(f"http://{web.ip}:8080/c", 3)
         cli.http_calls(f"http://{other.ip}:8080/d", 3)
-        assert _addrs(_drain(src)) == {other.ip, cli.ip}
+        frames = _drain(src)
+        # a last packet (a late FIN/ACK under load) may sit in a block the kernel has not
+        # handed over yet (block time-out): counted by the kernel, not yet read
         stats = src.stats()
+        deadline = time.monotonic() + 5
+        while stats["packets"] != stats["kernel_packets"] and time.monotonic() < deadline:
+            frames += _drain(src, 0.3)
+            stats = src.stats()
+        assert _addrs(frames) == {other.ip, cli.ip}
         assert stats["kernel_drops"] == 0 and stats["packets"] == stats["kernel_packets"]
     finally:
         src.close()
