@@ -63,6 +63,7 @@ def build(jobs: int) -> int:
         file=sys.stderr,
     )
     t0 = time.monotonic()
+    started = time.time()
     cmd = [sys.executable, "setup.py", "-q", "build_ext", "--inplace", f"--parallel={jobs}"]
     env = dict(os.environ, KUBEWEIR_NATIVE="1")
     r = subprocess.run(cmd, cwd=ROOT, env=env)
@@ -71,10 +72,11 @@ def build(jobs: int) -> int:
         return r.returncode
     # setuptools skips linking a module's extension whose C is unchanged; the module's
     # source may still be newer (an edit that compiles to the same C, a checkout). Mark
-    # everything as built now, from the sources just read.
-    now = time.time()
+    # everything as built when the build started, from the sources it read: a source
+    # edited while it ran stays newer, so it is reported below and the import check
+    # refuses it, instead of passing for built.
     for f in native["built_files"](ROOT):
-        os.utime(f, (now, now))
+        os.utime(f, (started, started))
     left = todo()
     if left:
         print(f"[native] still not compiled after the build: {left}", file=sys.stderr)
