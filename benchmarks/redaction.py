@@ -178,8 +178,10 @@ def write_capture(path: Path, exchanges: int, seed: int = 7) -> int:
 
 
 def _read(path: Path, *extra: str) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds (user + sys), entries) of one `kubeweir read`."""
-    cmd = [sys.executable, "-m", "kubeweir", "read", str(path), *extra]
+    """(wall seconds, CPU seconds (user + sys), entries) of one `kubeweir read --jobs 1`
+    (one process: with ``--jobs auto`` the two rows could get different numbers of
+    workers, each paying its start-up, as the machine's idle CPUs come and go)."""
+    cmd = [sys.executable, "-m", "kubeweir", "read", "--jobs", "1", str(path), *extra]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     p = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -238,6 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## Redaction cost: `kubeweir read` with default rules vs `--no-redact`",
         "",
+        "`kubeweir read --jobs 1`, one process. "
         f"Capture: {n:,} keep-alive HTTP/1.1 exchanges ({size / 1e6:.1f} MB; generated with "
         f"`kubeweir.pcapgen.tcp_session` in {gen:.1f} s): browser-like headers, a bearer JWT "
         "on 70% of requests, cookies on 30%, JSON order bodies with a customer e-mail on 40% "
@@ -257,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         f"wall clock {wall_cost:+.1f}%); bar ≤ 25%: {verdict}. The engine alone: "
         f"{us:.1f} µs of CPU per entry over {n_entries:,} entries, {share:.0%} of them changed.",
         "",
-        "Reproduce: `.venv/bin/python -m benchmarks.redaction"
+        "Reproduce: `flock /tmp/kw-bench.lock .venv/bin/python -m benchmarks.redaction"
         + (f" --exchanges {a.exchanges}" if a.exchanges != 20000 else "")
         + (f" --repeat {a.repeat}" if a.repeat != 3 else "")
         + "`",
