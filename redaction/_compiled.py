@@ -40,6 +40,7 @@ that the engine's fast path knows; a message with any other key takes the full p
 _FAST_FIELDS = frozenset(normalize(k) for k in FAST_KEYS)
 FAST_PLAIN, FAST_RULE, FAST_AUTH, FAST_URL, FAST_NO = 0, 1, 2, 3, 4
 _CLEAN_MAX = 8192
+_CLEAN_LEN = 256  # (User-Agent, Accept-*: the repeated ones; memory at most ~2.5 MB)
 _LEFT_RUNS: dict[str, re.Pattern[str]] = {}
 
 _Link = tuple[Any, Any, str]  # (parent link, display key: str | int, normalized key or "")
@@ -177,11 +178,14 @@ class _RuleSet:
         return kind
 
     def remember_clean(self, values: list[str]) -> None:
-        """Add head strings the fast path's search found nothing in."""
+        """Add head strings the fast path's search found nothing in (those up to
+        ``_CLEAN_LEN`` characters: at most ``_CLEAN_MAX`` of them are kept)."""
         clean = self.clean_values
         if len(clean) + len(values) > _CLEAN_MAX:
             clean.clear()
-        clean.update(values)
+        for v in values:
+            if len(v) <= _CLEAN_LEN:
+                clean.add(v)
 
     def body_look(
         self, text: str, raw: bytes | None = None
