@@ -35,7 +35,7 @@ import base64
 import binascii
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import quote, unquote, unquote_plus
 
@@ -1047,18 +1047,21 @@ class Engine:
                     summary = job.summary(summary)
         if not job.hits:
             return entry
-        if entry.redacted:
-            redacted = list(entry.redacted)
-            seen = set(redacted)
-            redacted.extend(p for p in job.hits if p not in seen)
-        else:
-            redacted = list(job.hits)
+        redacted = _redacted_paths(entry.redacted, job.hits)
         return msgspec.structs.replace(
             entry, request=request, response=response, summary=summary, redacted=redacted
         )
 
 
 _HEAD, _BODY, _END = _Gate.HEAD, _Gate.BODY, b"\0"
+
+
+def _redacted_paths(before: list[str], hits: Iterable[str]) -> list[str]:
+    """The entry's ``redacted`` list with this pass's paths added (each once, in order)."""
+    if not before:
+        return list(hits)
+    seen = set(before)
+    return [*before, *(p for p in hits if p not in seen)]
 
 
 def _fast(rs: _RuleSet, gate: _Gate, entry: Entry) -> Entry | None:
@@ -1170,12 +1173,7 @@ def _fast(rs: _RuleSet, gate: _Gate, entry: Entry) -> Entry | None:
         request = {**request, "headers": rh}
     if sh is not response["headers"]:
         response = {**response, "headers": sh}
-    if entry.redacted:
-        redacted = list(entry.redacted)
-        seen = set(redacted)
-        redacted.extend(p for p in job.hits if p not in seen)
-    else:
-        redacted = list(job.hits)
+    redacted = _redacted_paths(entry.redacted, job.hits)
     return msgspec.structs.replace(entry, request=request, response=response, redacted=redacted)
 
 
