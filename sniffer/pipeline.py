@@ -698,19 +698,14 @@ class Pipeline:
         # The connection's two Endpoints, shared by its entries until endpoint_info
         # says something else about either address (the targeting changed).
         ends = conn.ends
-        if ends is None:
-            ci = info(cip) if info is not None else {}
-            si = info(sip) if info is not None else {}
-            ends = conn.ends = (ci, si, Endpoint(ip=cip, port=cport, **ci),
-                                Endpoint(ip=sip, port=sport, **si))  # fmt: skip
         for ex in exchanges:
             idx = conn.index
             conn.index = idx + 1
             end = ex.end
-            if info is not None:
-                ci = info(cip)
-                si = info(sip)
-                if ends[0] != ci or ends[1] != si:
+            if ends is None or info is not None:
+                ci = info(cip) if info is not None else {}
+                si = info(sip) if info is not None else {}
+                if ends is None or ends[0] != ci or ends[1] != si:
                     ends = conn.ends = (ci, si, Endpoint(ip=cip, port=cport, **ci),
                                         Endpoint(ip=sip, port=sport, **si))  # fmt: skip
             src = ends[2]
