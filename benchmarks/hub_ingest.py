@@ -125,7 +125,7 @@ def stage_cpu(bodies: list[bytes], path: str) -> dict[str, float]:
     """Where a hub entry's CPU goes, stage by stage: the route's own steps run in this
     process on the same zstd batches, one at a time (no HTTP, no concurrency), into a
     fresh storage with the hub's settings. CPU seconds per stage, summed over the batches."""
-    from hub.api.routes.ingest import decompress
+    from hub.ingest import decompress
     from hub.storage.duckdb import DuckDBStorage
     from hub.storage.rows import batch_to_arrow, gc_paused
     from kubeweir.entry import decode_batch

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from kubeweir.entry import Endpoint, Entry
 
 __all__ = ["ClusterIndex", "ClusterWatcher", "Enricher", "PodInfo"]
@@ -176,6 +178,9 @@ def _owner_name(obj: Mapping[str, Any], kind: str) -> str:
     return ""
 
 
+_TEXT_FIELDS = ("pod", "namespace", "workload", "service", "node")
+
+
 class Enricher:
     """Fills an entry's endpoint fields that the sniffer left empty."""
 
@@ -202,6 +207,38 @@ class Enricher:
     def enrich(self, entry: Entry) -> None:
         self._endpoint(entry.src)
         self._endpoint(entry.dst)
+
+    def enrich_table(self, table: pa.Table) -> pa.Table:
+        """``enrich`` for a batch already in the storage columns (``hub.storage.rows``),
+        column by column: a side's columns are rebuilt only where an IP is known and one of
+        its fields was left empty."""
+        for side in ("src", "dst"):
+            infos = list(map(self.index.lookup, table.column(f"{side}_ip").to_pylist()))
+            if not any(infos):
+                continue
+            for name in _TEXT_FIELDS:
+                col = f"{side}_{name}"
+                values = table.column(col).to_pylist()
+                new = [
+                    v or (getattr(i, name) or v if i is not None else v)
+                    for v, i in zip(values, infos, strict=True)
+                ]
+                if new != values:
+                    table = table.set_column(
+                        table.schema.get_field_index(col), col, pa.array(new, pa.string())
+                    )
+            col = f"{side}_labels"
+            labels = table.column(col).to_pylist()  # [(key, value), ...] per row
+            new_labels = [
+                v or (list(i.labels.items()) or v if i is not None else v)
+                for v, i in zip(labels, infos, strict=True)
+            ]
+            if new_labels != labels:
+                field = table.schema.field(col)
+                table = table.set_column(
+                    table.schema.get_field_index(col), field, pa.array(new_labels, field.type)
+                )
+        return table
 
 
 class ClusterWatcher:

@@ -29,6 +29,7 @@ from hub.auth import middleware
 from hub.auth.service import AuthService
 from hub.core.config import Settings, get_settings
 from hub.enrich import ClusterIndex, Enricher
+from hub.ingest import ConversionPool, default_workers
 from hub.metrics import HubMetrics
 from hub.sniffers import SnifferRegistry
 from hub.storage.base import Storage
@@ -103,11 +104,18 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             app.state.enricher = Enricher(index)
             watcher = ClusterWatcher.from_config(index, cfg.kubeconfig)
             watcher.start()
+        workers = default_workers() if cfg.ingest_workers is None else cfg.ingest_workers
+        app.state.ingest_pool = ConversionPool(workers) if workers else None
+        if app.state.ingest_pool is not None:
+            app.state.ingest_pool.start()
         if own:
             store.start()
         try:
             yield
         finally:
+            if app.state.ingest_pool is not None:
+                app.state.ingest_pool.close()
+                app.state.ingest_pool = None
             if watcher is not None:
                 watcher.stop()
             if own:
@@ -131,6 +139,7 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
     app.state.broadcaster = Broadcaster()
     app.state.sniffers = SnifferRegistry()
     app.state.enricher = None
+    app.state.ingest_pool = None
     app.state.storage = storage
 
     app.state.auth = None

@@ -291,13 +291,18 @@ class DuckDBStorage(Storage):
     def _append_new(self, group: list[_Pending]) -> list[tuple[list[str], list[int]]]:
         """The index covers every batch's window: drop the stored ids, append the rest
         (sorted by ts) with a plain INSERT. Returns each batch's new ids and their ts."""
-        stored = self._recent.stored
+        recent = self._recent
+        stored = recent.stored
         seen: set[str] = set()
         kept: list[tuple[list[str], list[int]]] = []
         parts: list[tuple[int, int, pa.Table]] = []
         for item in group:
             start, end, ids, ts = item.start, item.end, item.ids, item.ts
-            mask = [not (i in seen or stored(i, start, end)) for i in ids]
+            # a batch of only new ids (the usual case) is checked in two C-level passes
+            if seen.isdisjoint(ids) and not recent.any_known(ids):
+                mask = []
+            else:
+                mask = [not (i in seen or stored(i, start, end)) for i in ids]
             seen.update(ids)
             table = item.table
             if not all(mask):

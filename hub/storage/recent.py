@@ -21,7 +21,7 @@ uses it under its write lock.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 __all__ = ["RecentIds"]
 
@@ -52,6 +52,11 @@ class RecentIds:
         """Whether a window starting at ``start_us`` can be answered from the index."""
         return start_us >= self.cover_lo
 
+    def any_known(self, ids: Iterable[str]) -> bool:
+        """Whether any of ``ids`` is in the index at all (one C-level pass: most batches
+        hold only new ids, and then no id needs ``stored``)."""
+        return not self._ts.keys().isdisjoint(ids)
+
     def stored(self, entry_id: str, start_us: int, end_us: int) -> bool:
         """A row with this id is stored with its ts in ``[start_us, end_us]`` (a window
         that ``covers()`` said yes to)."""
@@ -73,14 +78,17 @@ class RecentIds:
         if not ids:
             return
         d = self._ts
-        for i, t in zip(ids, ts, strict=True):
-            prev = d.get(i)
-            if prev is None:
-                d[i] = t
-            elif type(prev) is int:
-                d[i] = [prev, t]  # the same id stored again, outside the earlier window
-            else:
-                prev.append(t)  # type: ignore[union-attr]
+        if d.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+            d.update(zip(ids, ts, strict=True))  # all new (the usual case): in C
+        else:
+            for i, t in zip(ids, ts, strict=True):
+                prev = d.get(i)
+                if prev is None:
+                    d[i] = t
+                elif type(prev) is int:
+                    d[i] = [prev, t]  # the same id stored again, outside the earlier window
+                else:
+                    prev.append(t)  # type: ignore[union-attr]
         top = max(ts)
         self._chunks.append((top, list(ids), list(ts)))
         self._size += len(ids)

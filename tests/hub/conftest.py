@@ -31,6 +31,7 @@ def hub_settings(**overrides: object) -> Settings:
         "cookie_secure": False,
         "retention_max_age": None,
         "retention_max_bytes": None,
+        "ingest_workers": 0,  # in process: tests/hub/test_ingest_pool.py has the workers
         "viewer_tokens": {
             "admin-token": {"name": "admin", "namespaces": ["*"], "permissions": ["admin"]},
             "alice-token": {

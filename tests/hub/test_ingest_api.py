@@ -18,6 +18,19 @@ from kubeweir.testing import make_entry, make_http_entry
 from tests.hub.conftest import ADMIN, INGEST, hub_settings, ingest
 
 
+@pytest.fixture(params=[0, 1], ids=["in-process", "worker"], scope="module")
+def workers(request: pytest.FixtureRequest) -> int:
+    """Each test runs with batches converted in the hub process and in a worker process
+    (``hub.ingest.ConversionPool``): every answer must be the same."""
+    n: int = request.param
+    return n
+
+
+@pytest.fixture
+def settings(workers: int) -> Settings:
+    return hub_settings(ingest_workers=workers)
+
+
 def _count(client: TestClient) -> int:
     r = client.get("/api/v1/stats", headers=ADMIN)
     assert r.status_code == 200
@@ -99,8 +112,8 @@ def test_bad_entry_values_refuse_the_whole_batch(seeded: TestClient) -> None:
     _refused(seeded, encode_batch([make_http_entry(ts=end_of_9999)]), 400, "ts")
 
 
-def test_oversized_raw_and_entries() -> None:
-    s = hub_settings(max_batch_bytes=3000, max_batch_entries=5)
+def test_oversized_raw_and_entries(workers: int) -> None:
+    s = hub_settings(max_batch_bytes=3000, max_batch_entries=5, ingest_workers=workers)
     store = DuckDBStorage()
     with TestClient(create_app(s, storage=store)) as c:
         ingest(c, [make_http_entry()])
@@ -111,8 +124,8 @@ def test_oversized_raw_and_entries() -> None:
     store.close()
 
 
-def test_decompression_bombs() -> None:
-    s = hub_settings(max_decompressed_bytes=100_000)
+def test_decompression_bombs(workers: int) -> None:
+    s = hub_settings(max_decompressed_bytes=100_000, ingest_workers=workers)
     store = DuckDBStorage()
     with TestClient(create_app(s, storage=store)) as c:
         ingest(c, [make_http_entry()])

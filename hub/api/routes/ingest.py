@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import msgspec
-import zstandard
+import pyarrow as pa
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -19,12 +16,13 @@ from hub.api.deps import SnifferCredential, get_sniffers
 from hub.api.routes.targeting import TargetingState, get_targeting
 from hub.core.config import Settings, get_settings
 from hub.enrich import Enricher
+from hub.ingest import ConversionPool, Refused, WorkerFailed, to_table
 from hub.metrics import HubMetrics
 from hub.sniffers import Heartbeat, SnifferRegistry
 from hub.storage.base import IngestResult, Storage
-from hub.storage.rows import BatchError, batch_to_arrow, gc_paused
+from hub.storage.rows import BatchError, gc_paused
 from hub.stream import Broadcaster
-from kubeweir.entry import SCHEMA_VERSION, Batch, Entry, decode_batch
+from kubeweir.entry import Entry
 
 router = APIRouter(tags=["ingest"])
 
@@ -36,93 +34,6 @@ class IngestResponse(BaseModel):
     """Entries already stored (or repeated in the batch), skipped."""
 
 
-class _Refused(Exception):
-    def __init__(self, code: int, reason: str, label: str) -> None:
-        super().__init__(reason)
-        self.code, self.reason, self.label = code, reason, label
-
-
-def _too_large(what: str, limit: int) -> _Refused:
-    return _Refused(
-        status.HTTP_413_CONTENT_TOO_LARGE, f"{what} is over the limit of {limit} bytes", "size"
-    )
-
-
-def decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """The body decoded per Content-Encoding, never more than ``limit`` bytes out."""
-    if encoding in ("", "identity"):
-        return body
-    if encoding == "gzip":
-        d = zlib.decompressobj(wbits=31)
-        try:
-            out = d.decompress(body, limit + 1)
-        except zlib.error as exc:
-            raise _Refused(400, f"malformed gzip body: {exc}", "gzip") from exc
-        if len(out) > limit or d.unconsumed_tail:
-            raise _too_large("the decompressed batch", limit)
-        if not d.eof:
-            raise _Refused(400, "malformed gzip body: truncated", "gzip")
-        return out
-    if encoding == "zstd":
-        try:
-            with zstandard.ZstdDecompressor().stream_reader(
-                io.BytesIO(body), read_across_frames=True
-            ) as reader:
-                out = reader.read(limit + 1)
-        except zstandard.ZstdError as exc:
-            raise _Refused(400, f"malformed zstd body: {exc}", "zstd") from exc
-        if len(out) > limit:
-            raise _too_large("the decompressed batch", limit)
-        return out
-    raise _Refused(
-        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-        f"unsupported Content-Encoding {encoding!r}: use zstd, gzip or none",
-        "encoding",
-    )
-
-
-def _decode(data: bytes, settings: Settings) -> Batch:
-    try:
-        batch = decode_batch(data)
-    except msgspec.ValidationError as exc:
-        # A batch of another schema version may fail validation: name both versions.
-        v = _peek_version(data)
-        if v is not None and v != SCHEMA_VERSION:
-            raise _version_refused(v) from exc
-        raise _Refused(400, f"batch does not match the entry schema: {exc}", "schema") from exc
-    except msgspec.DecodeError as exc:
-        raise _Refused(400, f"malformed msgpack batch: {exc}", "msgpack") from exc
-    if batch.v != SCHEMA_VERSION:
-        raise _version_refused(batch.v)
-    if len(batch.entries) > settings.max_batch_entries:
-        raise _Refused(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"batch has {len(batch.entries)} entries, over the limit of "
-            f"{settings.max_batch_entries}",
-            "size",
-        )
-    return batch
-
-
-class _Version(msgspec.Struct):
-    v: int
-
-
-def _peek_version(data: bytes) -> int | None:
-    try:
-        return msgspec.msgpack.decode(data, type=_Version).v
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
-
-
-def _version_refused(v: int) -> _Refused:
-    return _Refused(
-        400,
-        f"batch schema version {v} is not supported: this hub speaks version {SCHEMA_VERSION}",
-        "version",
-    )
-
-
 def _store(
     body: bytes,
     encoding: str,
@@ -131,30 +42,33 @@ def _store(
     enricher: Enricher | None,
     keep_entries: bool,
 ) -> tuple[str, IngestResult, list[Entry]]:
-    """The batch decoded, checked, enriched, turned into the storage columns and stored.
-    Returns the sniffer's name, the result, and (``keep_entries``: for live viewers) the
-    entries."""
-    data = decompress(body, encoding, settings.max_decompressed_bytes)
-    # The cyclic collector is held from decode until the batch's ~10 containers per entry
-    # (none in a cycle) are freed again: otherwise every collection while they live walks
-    # them all (measured here: one young collection per batch, ~1.5 ms each, and the
-    # survivors promoted into costly older collections).
-    with gc_paused():
-        batch = _decode(data, settings)
-        if enricher is not None:
-            for e in batch.entries:
+    """In the hub process: the batch turned into the storage columns (``to_table``),
+    enriched and stored. Returns the sniffer's name, the result, and (``keep_entries``:
+    for live viewers) the entries."""
+    sniffer, table, total, entries = to_table(
+        body,
+        encoding,
+        settings.max_decompressed_bytes,
+        settings.max_batch_entries,
+        keep_entries=keep_entries,
+    )
+    if enricher is not None:
+        with gc_paused():
+            for e in entries:  # as the live viewers will see them
                 enricher.enrich(e)
-        try:
-            table, total = batch_to_arrow(batch.entries, keep=keep_entries)
-        except BatchError as exc:
-            raise _Refused(400, str(exc), "columns") from exc
-        sniffer, entries = batch.sniffer, batch.entries if keep_entries else []
-        del batch
+    return sniffer, _write(table, total, storage, enricher), entries
+
+
+def _write(
+    table: pa.Table, total: int, storage: Storage, enricher: Enricher | None
+) -> IngestResult:
+    """The batch's table enriched and stored."""
+    if enricher is not None:
+        table = enricher.enrich_table(table)
     try:
-        result = storage.ingest_arrow(table, total)
+        return storage.ingest_arrow(table, total)
     except BatchError as exc:
-        raise _Refused(400, str(exc), "columns") from exc
-    return sniffer, result, entries
+        raise Refused(400, str(exc), "columns") from exc
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -162,14 +76,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise _too_large("the request body", limit)
+                raise Refused(413, f"the request body is over the limit of {limit} bytes", "size")
         except ValueError as exc:
-            raise _Refused(400, "bad Content-Length", "http") from exc
+            raise Refused(400, "bad Content-Length", "http") from exc
     buf = bytearray()
     async for chunk in request.stream():
         buf += chunk
         if len(buf) > limit:
-            raise _too_large("the request body", limit)
+            raise Refused(413, f"the request body is over the limit of {limit} bytes", "size")
     return bytes(buf)
 
 
@@ -183,6 +97,7 @@ class IngestContext:
     sniffers: SnifferRegistry
     broadcaster: Broadcaster
     enricher: Enricher | None
+    pool: ConversionPool | None
 
 
 async def ingest_context(request: Request) -> IngestContext:
@@ -195,7 +110,13 @@ async def ingest_context(request: Request) -> IngestContext:
     state = app.state
     get: Callable[[], Settings] = app.dependency_overrides.get(get_settings, get_settings)
     return IngestContext(
-        get(), state.storage, state.metrics, state.sniffers, state.broadcaster, state.enricher
+        get(),
+        state.storage,
+        state.metrics,
+        state.sniffers,
+        state.broadcaster,
+        state.enricher,
+        state.ingest_pool,
     )
 
 
@@ -212,6 +133,7 @@ IngestContextDep = Annotated[IngestContext, Depends(ingest_context)]
         403: {"description": "unknown sniffer credential"},
         413: {"description": "batch over the size limit (raw or decompressed)"},
         415: {"description": "unsupported Content-Encoding"},
+        503: {"description": "an ingest worker process died: send the batch again"},
     },
 )
 async def ingest(
@@ -223,14 +145,30 @@ async def ingest(
     sniffers, broadcaster, enricher = ctx.sniffers, ctx.broadcaster, ctx.enricher
     started = time.perf_counter()
     encoding = request.headers.get("content-encoding", "").strip().lower()
+    keep_entries = len(broadcaster) > 0
     try:
         body = await _read_body(request, settings.max_batch_bytes)
-        sniffer_name, result, entries = await run_in_threadpool(
-            _store, body, encoding, settings, storage, enricher, len(broadcaster) > 0
-        )
-    except _Refused as exc:
+        if ctx.pool is None or keep_entries:
+            # live viewers get the entries themselves: decoded here, not in a worker
+            sniffer_name, result, entries = await run_in_threadpool(
+                _store, body, encoding, settings, storage, enricher, keep_entries
+            )
+        else:
+            sniffer_name, table, total = await ctx.pool.convert(
+                body, encoding, settings.max_decompressed_bytes, settings.max_batch_entries
+            )
+            entries = []
+            result = await run_in_threadpool(_write, table, total, storage, enricher)
+    except Refused as exc:
         metrics.ingest_rejected.labels(exc.label).inc()
         raise HTTPException(exc.code, detail=exc.reason) from exc
+    except WorkerFailed as exc:
+        metrics.ingest_rejected.labels("worker").inc()
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"{exc}; the batch was not stored, send it again",
+            headers={"Retry-After": "1"},
+        ) from exc
     metrics.ingest_batches.inc()
     metrics.ingest_entries.inc(result.accepted)
     metrics.ingest_duplicates.inc(result.duplicates)

@@ -1,0 +1,282 @@
+"""An ingest batch from request body to storage columns, in the hub or in worker processes.
+
+The route (``hub.api.routes.ingest``) hands a sniffer's request body to ``to_table``:
+decompress, decode, check, enrich and turn into one Arrow table in the storage columns.
+That work is pure Python and C extensions holding the interpreter lock; in the hub's own
+process it takes turns with the HTTP server and DuckDB's writes. ``ConversionPool`` runs
+it in worker processes instead, which send the table back as Arrow IPC (a copy of its
+buffers, read back without another), so the hub process only serves HTTP and writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import io
+import logging
+import multiprocessing
+import os
+import threading
+import zlib
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import msgspec
+import pyarrow as pa
+import zstandard
+
+from hub.storage.rows import BatchError, batch_to_arrow, gc_paused
+from kubeweir.entry import SCHEMA_VERSION, Batch, Entry, decode_batch
+
+__all__ = [
+    "ConversionPool",
+    "Refused",
+    "WorkerFailed",
+    "decompress",
+    "default_workers",
+    "to_table",
+]
+
+log = logging.getLogger(__name__)
+
+_TOO_LARGE = 413
+_UNSUPPORTED = 415
+
+
+class Refused(Exception):
+    """The batch is refused: the HTTP status, the reason told to the sniffer, and the
+    metrics label."""
+
+    def __init__(self, code: int, reason: str, label: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason, self.label = code, reason, label
+
+    def __reduce__(self) -> tuple[type[Refused], tuple[int, str, str]]:
+        # raised in a worker process, pickled back to the hub with its three fields
+        return Refused, (self.code, self.reason, self.label)
+
+
+class WorkerFailed(Exception):
+    """A worker process died while converting batches (it is replaced); the batch was not
+    stored and the sniffer should send it again."""
+
+
+def _too_large(what: str, limit: int) -> Refused:
+    return Refused(_TOO_LARGE, f"{what} is over the limit of {limit} bytes", "size")
+
+
+def decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """The body decoded per Content-Encoding, never more than ``limit`` bytes out."""
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        d = zlib.decompressobj(wbits=31)
+        try:
+            out = d.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise Refused(400, f"malformed gzip body: {exc}", "gzip") from exc
+        if len(out) > limit or d.unconsumed_tail:
+            raise _too_large("the decompressed batch", limit)
+        if not d.eof:
+            raise Refused(400, "malformed gzip body: truncated", "gzip")
+        return out
+    if encoding == "zstd":
+        try:
+            with zstandard.ZstdDecompressor().stream_reader(
+                io.BytesIO(body), read_across_frames=True
+            ) as reader:
+                out = reader.read(limit + 1)
+        except zstandard.ZstdError as exc:
+            raise Refused(400, f"malformed zstd body: {exc}", "zstd") from exc
+        if len(out) > limit:
+            raise _too_large("the decompressed batch", limit)
+        return out
+    raise Refused(
+        _UNSUPPORTED,
+        f"unsupported Content-Encoding {encoding!r}: use zstd, gzip or none",
+        "encoding",
+    )
+
+
+def _decode(data: bytes, max_entries: int) -> Batch:
+    try:
+        batch = decode_batch(data)
+    except msgspec.ValidationError as exc:
+        # A batch of another schema version may fail validation: name both versions.
+        v = _peek_version(data)
+        if v is not None and v != SCHEMA_VERSION:
+            raise _version_refused(v) from exc
+        raise Refused(400, f"batch does not match the entry schema: {exc}", "schema") from exc
+    except msgspec.DecodeError as exc:
+        raise Refused(400, f"malformed msgpack batch: {exc}", "msgpack") from exc
+    if batch.v != SCHEMA_VERSION:
+        raise _version_refused(batch.v)
+    if len(batch.entries) > max_entries:
+        raise Refused(
+            _TOO_LARGE,
+            f"batch has {len(batch.entries)} entries, over the limit of {max_entries}",
+            "size",
+        )
+    return batch
+
+
+class _Version(msgspec.Struct):
+    v: int
+
+
+def _peek_version(data: bytes) -> int | None:
+    try:
+        return msgspec.msgpack.decode(data, type=_Version).v
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _version_refused(v: int) -> Refused:
+    return Refused(
+        400,
+        f"batch schema version {v} is not supported: this hub speaks version {SCHEMA_VERSION}",
+        "version",
+    )
+
+
+def to_table(
+    body: bytes,
+    encoding: str,
+    max_decompressed: int,
+    max_entries: int,
+    *,
+    keep_entries: bool = False,
+) -> tuple[str, pa.Table, int, list[Entry]]:
+    """The batch decompressed, decoded, checked and turned into the storage columns.
+    Returns the sniffer's name, the table, the number of entries sent, and (with
+    ``keep_entries``: for live viewers) the entries."""
+    data = decompress(body, encoding, max_decompressed)
+    # The cyclic collector is held from decode until the batch's ~10 containers per entry
+    # (none in a cycle) are freed again: otherwise every collection while they live walks
+    # them all (measured here: one young collection per batch, ~1.5 ms each, and the
+    # survivors promoted into costly older collections).
+    with gc_paused():
+        batch = _decode(data, max_entries)
+        try:
+            table, total = batch_to_arrow(batch.entries, keep=keep_entries)
+        except BatchError as exc:
+            raise Refused(400, str(exc), "columns") from exc
+        entries = batch.entries if keep_entries else []
+        sniffer = batch.sniffer
+        del batch
+    return sniffer, table, total, entries
+
+
+# -- worker processes -------------------------------------------------------------------
+
+
+def _worker_start() -> None:
+    # what the imports left is kept out of every collection for the worker's life
+    gc.collect()
+    gc.freeze()
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def _convert(
+    body: bytes, encoding: str, max_decompressed: int, max_entries: int
+) -> tuple[str, bytes, int]:
+    """In a worker: ``to_table``, with the table as Arrow IPC stream bytes."""
+    sniffer, table, total, _ = to_table(body, encoding, max_decompressed, max_entries)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sniffer, sink.getvalue().to_pybytes(), total
+
+
+def _read_table(data: bytes) -> pa.Table:
+    with pa.ipc.open_stream(pa.py_buffer(data)) as reader:
+        return reader.read_all()
+
+
+def default_workers() -> int:
+    """One worker per CPU the hub may use when it has more than one; else none (the
+    conversion in the hub process: a worker beside it on one CPU only adds copies)."""
+    cpus = len(os.sched_getaffinity(0))
+    return cpus if cpus > 1 else 0
+
+
+class ConversionPool:
+    """``to_table`` in ``workers`` processes (started with ``spawn``: the hub process runs
+    threads, which ``fork`` would copy mid-flight). A worker that dies fails the batches
+    it had (``WorkerFailed``: the sniffers resend them) and the pool is replaced."""
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError("a conversion pool needs at least one worker")
+        self.workers = workers
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        self._executor: ProcessPoolExecutor | None = None
+
+    def start(self) -> None:
+        """Start the worker processes now (each takes ~1 s to import), not on the first
+        batch."""
+        self._current()
+
+    def _current(self) -> ProcessPoolExecutor:
+        """The running pool, started on first use."""
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                if self._closed:
+                    raise WorkerFailed("the hub is shutting down")
+                if self._executor is None:
+                    self._executor = self._start()
+                executor = self._executor
+        return executor
+
+    def _start(self) -> ProcessPoolExecutor:
+        executor = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_start,
+        )
+        # start every worker at once (each takes ~1 s to import), not one per new batch
+        for _ in range(self.workers):
+            executor.submit(_ready)
+        return executor
+
+    def pids(self) -> list[int]:
+        """The worker processes' ids (none before the first batch)."""
+        executor = self._executor
+        return sorted(executor._processes or ()) if executor is not None else []
+
+    async def convert(
+        self, body: bytes, encoding: str, max_decompressed: int, max_entries: int
+    ) -> tuple[str, pa.Table, int]:
+        """The sniffer's name, the batch as a table, and the number of entries sent.
+        Raises ``Refused`` for a batch that cannot be stored as sent, ``WorkerFailed``
+        when the worker died."""
+        executor = self._current()
+        try:
+            future = executor.submit(_convert, body, encoding, max_decompressed, max_entries)
+            sniffer, data, total = await asyncio.wrap_future(future)
+        except BrokenProcessPool as exc:
+            self._replace(executor)
+            raise WorkerFailed(f"an ingest worker process died: {exc}") from exc
+        return sniffer, _read_table(data), total
+
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is not broken or self._closed:
+                return  # another batch's failure already replaced it
+            log.error("an ingest worker process died; starting a new pool")
+            self.restarts += 1
+            self._executor = self._start()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,198 @@
+"""Ingest batches converted in worker processes (``hub.ingest.ConversionPool``): stored
+exactly as the hub process stores them, refusals carried back whole, a dead worker costs
+a resend (503) and never an entry, and enrichment of the columns equals the entries'."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hub.enrich import ClusterIndex, Enricher
+from hub.ingest import ConversionPool, Refused, default_workers
+from hub.main import create_app
+from hub.storage.duckdb import DuckDBStorage
+from hub.storage.rows import entries_to_arrow
+from kubeweir.entry import Entry, encode_batch
+from kubeweir.testing import make_endpoint, make_entry, make_http_entry
+from tests.hub.conftest import ADMIN, INGEST, hub_settings, ingest
+
+
+@pytest.fixture
+def pooled() -> Iterator[tuple[TestClient, FastAPI]]:
+    store = DuckDBStorage()
+    app = create_app(hub_settings(ingest_workers=1), storage=store)
+    with TestClient(app) as c:
+        yield c, app
+    store.close()
+
+
+def _varied() -> list[Entry]:
+    labelled = make_endpoint(ip="10.0.0.9", pod="api-1", namespace="shop")
+    labelled.labels = {"app": "api", "tier": "front"}
+    return [
+        make_http_entry(request_body='{"q": "ünïcode ✓"}', response_body="x" * 3000),
+        make_http_entry(method="POST", path="/a?b=c", status=503, src=labelled),
+        make_entry(proto="dns", request={"name": "api.shop.svc", "type": "A"}),
+        make_entry(
+            proto="tcp",
+            request={"body": "AAEC/w==", "body_encoding": "base64"},
+            redacted=["request.body"],
+            error="reset",
+            gaps=2,
+        ),
+    ]
+
+
+def _stored(client: TestClient, ids: list[str]) -> list[dict[str, object]]:
+    out = []
+    for i in ids:
+        r = client.get(f"/api/v1/entries/{i}", headers=ADMIN)
+        assert r.status_code == 200, r.text
+        out.append(r.json())
+    return out
+
+
+def test_a_worker_stores_what_the_hub_process_stores(
+    pooled: tuple[TestClient, FastAPI], client: TestClient
+) -> None:
+    c, app = pooled
+    entries = _varied()
+    assert ingest(c, entries) == {"accepted": 4, "duplicates": 0}
+    pool = app.state.ingest_pool
+    assert isinstance(pool, ConversionPool) and len(pool.pids()) == 1  # really a worker
+    assert ingest(client, entries) == {"accepted": 4, "duplicates": 0}  # in the hub process
+    ids = [e.id for e in entries]
+    assert _stored(c, ids) == _stored(client, ids)
+    assert ingest(c, entries) == {"accepted": 0, "duplicates": 4}
+
+
+def test_a_dead_worker_costs_a_resend_not_an_entry(pooled: tuple[TestClient, FastAPI]) -> None:
+    c, app = pooled
+    pool: ConversionPool = app.state.ingest_pool
+    first = [make_http_entry() for _ in range(5)]
+    ingest(c, first)
+    (pid,) = pool.pids()
+    os.kill(pid, signal.SIGKILL)
+    batch = [make_http_entry() for _ in range(5)]
+    body = encode_batch(batch, sniffer="node-a")
+    answers = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # as a sniffer does: resend until stored
+        r = c.post("/api/v1/ingest", content=body, headers=INGEST)
+        answers.append(r.status_code)
+        if r.status_code == 200:
+            break
+        assert r.status_code == 503, r.text
+        assert "send it again" in r.json()["detail"] and r.headers["retry-after"] == "1"
+        time.sleep(0.2)
+    assert answers[-1] == 200 and 503 in answers, answers
+    assert pool.restarts == 1 and pool.pids() != [pid]
+    total = c.get("/api/v1/stats", headers=ADMIN).json()["total"]
+    assert total == 10  # the first batch kept, the resent one stored once
+    metrics = c.get("/metrics", headers=ADMIN).text
+    assert 'kubeweir_ingest_rejected_total{reason="worker"}' in metrics
+
+
+def test_refusals_cross_the_process_boundary_whole() -> None:
+    exc = pickle.loads(pickle.dumps(Refused(413, "too big", "size")))
+    assert (exc.code, exc.reason, exc.label, str(exc)) == (413, "too big", "size", "too big")
+
+
+def test_pool_sizes() -> None:
+    with pytest.raises(ValueError, match="at least one worker"):
+        ConversionPool(0)
+    cpus = len(os.sched_getaffinity(0))
+    assert default_workers() == (cpus if cpus > 1 else 0)
+    pool = ConversionPool(1)
+    assert pool.pids() == []  # nothing started before the first batch or start()
+    pool.close()
+
+
+def _index() -> ClusterIndex:
+    """A pod with a workload, labels, a node and a service; a service's ClusterIP."""
+    index = ClusterIndex()
+    index.apply(
+        "Pod",
+        "ADDED",
+        {
+            "metadata": {
+                "name": "web-1",
+                "namespace": "shop",
+                "labels": {"app": "web"},
+                "ownerReferences": [{"kind": "ReplicaSet", "name": "web-5d8f"}],
+            },
+            "spec": {"nodeName": "node-a"},
+            "status": {"podIP": "10.0.0.1"},
+        },
+    )
+    index.apply(
+        "EndpointSlice",
+        "ADDED",
+        {
+            "metadata": {
+                "name": "web-x",
+                "namespace": "shop",
+                "labels": {"kubernetes.io/service-name": "web-svc"},
+            },
+            "endpoints": [
+                {"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": "web-1"}}
+            ],
+        },
+    )
+    index.apply(
+        "Service",
+        "ADDED",
+        {"metadata": {"name": "db", "namespace": "shop"}, "spec": {"clusterIP": "10.0.0.2"}},
+    )
+    return index
+
+
+_ips = st.sampled_from(["10.0.0.1", "10.0.0.2", "10.0.0.3"])
+_text = st.sampled_from(["", "given"])
+
+
+@st.composite
+def _entries(draw: st.DrawFn) -> list[Entry]:
+    out = []
+    for _ in range(draw(st.integers(1, 6))):
+        sides = []
+        for _side in range(2):
+            ep = make_endpoint(
+                ip=draw(_ips), pod=draw(_text), namespace=draw(_text), workload=draw(_text)
+            )
+            ep.service, ep.node = draw(_text), draw(_text)
+            ep.labels = draw(st.sampled_from([{}, {"own": "label"}]))
+            sides.append(ep)
+        out.append(make_http_entry(src=sides[0], dst=sides[1]))
+    return out
+
+
+@given(_entries())
+def test_enriching_columns_equals_enriching_entries(entries: list[Entry]) -> None:
+    enricher = Enricher(_index())
+    table = enricher.enrich_table(entries_to_arrow(entries))
+    for e in entries:
+        enricher.enrich(e)
+    assert table.equals(entries_to_arrow(entries))
+
+
+def test_the_index_fills_what_enrichment_is_tested_with() -> None:
+    index = _index()
+    web, db = index.lookup("10.0.0.1"), index.lookup("10.0.0.2")
+    assert web is not None and db is not None
+    assert (web.pod, web.workload, web.service, web.node) == (
+        "web-1",
+        "Deployment/web",
+        "web-svc",
+        "node-a",
+    )
+    assert (db.pod, db.namespace, db.service) == ("", "shop", "db")
