@@ -14,12 +14,14 @@ import asyncio
 import gc
 import io
 import logging
+import math
 import multiprocessing
 import os
 import threading
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import msgspec
 import pyarrow as pa
@@ -32,6 +34,7 @@ __all__ = [
     "ConversionPool",
     "Refused",
     "WorkerFailed",
+    "cpu_budget",
     "decompress",
     "default_workers",
     "to_table",
@@ -196,11 +199,28 @@ def _read_table(data: bytes) -> pa.Table:
         return reader.read_all()
 
 
-def default_workers() -> int:
-    """One worker per CPU the hub may use when it has more than one; else none (the
-    conversion in the hub process: a worker beside it on one CPU only adds copies)."""
+MAX_DEFAULT_WORKERS = 4
+"""Beyond this many, the single DuckDB writer is the limit, not the conversion."""
+
+
+def cpu_budget(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """The CPUs this process may use: its affinity, bounded by a cgroup v2 CPU quota (a
+    pod's CPU limit) when one is set."""
     cpus = len(os.sched_getaffinity(0))
-    return cpus if cpus > 1 else 0
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cpus = min(cpus, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota readable: the affinity stands
+    return cpus
+
+
+def default_workers(cpus: int | None = None) -> int:
+    """One worker per CPU the hub may use (``cpu_budget``) when it has more than one, at
+    most ``MAX_DEFAULT_WORKERS``; else none: on one CPU a worker only adds copies."""
+    n = cpu_budget() if cpus is None else cpus
+    return min(n, MAX_DEFAULT_WORKERS) if n > 1 else 0
 
 
 class ConversionPool:

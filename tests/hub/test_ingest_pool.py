@@ -9,6 +9,7 @@ import pickle
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
@@ -17,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.enrich import ClusterIndex, Enricher
-from hub.ingest import ConversionPool, Refused, default_workers
+from hub.ingest import ConversionPool, Refused, cpu_budget, default_workers
 from hub.main import create_app
 from hub.storage.duckdb import DuckDBStorage
 from hub.storage.rows import entries_to_arrow
@@ -107,11 +108,25 @@ def test_refusals_cross_the_process_boundary_whole() -> None:
     assert (exc.code, exc.reason, exc.label, str(exc)) == (413, "too big", "size", "too big")
 
 
+def test_cpu_budget_honours_a_pod_cpu_limit(tmp_path: Path) -> None:
+    cpus = len(os.sched_getaffinity(0))
+    f = tmp_path / "cpu.max"
+    for text, want in [
+        ("max 100000\n", cpus),
+        ("150000 100000\n", min(cpus, 2)),  # 1.5 CPUs: two may run at once
+        ("50000 100000\n", 1),
+        ("garbage\n", cpus),
+    ]:
+        f.write_text(text)
+        assert cpu_budget(f) == want, text
+    assert cpu_budget(tmp_path / "absent") == cpus
+
+
 def test_pool_sizes() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         ConversionPool(0)
-    cpus = len(os.sched_getaffinity(0))
-    assert default_workers() == (cpus if cpus > 1 else 0)
+    assert [default_workers(n) for n in (1, 2, 3, 64)] == [0, 2, 3, 4]
+    assert default_workers() == default_workers(cpu_budget())
     pool = ConversionPool(1)
     assert pool.pids() == []  # nothing started before the first batch or start()
     pool.close()
