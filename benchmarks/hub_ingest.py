@@ -121,6 +121,18 @@ def _cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _children(pid: int) -> list[int]:
+    """The processes a process started (the hub's ingest workers)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out
+
+
+def _workers_cpu(pid: int) -> float:
+    return sum(_cpu_seconds(c) for c in _children(pid))
+
+
 def stage_cpu(bodies: list[bytes], path: str) -> dict[str, float]:
     """Where a hub entry's CPU goes, stage by stage: the route's own steps run in this
     process on the same zstd batches, one at a time (no HTTP, no concurrency), into a
@@ -219,11 +231,14 @@ def http_ingest(
 
             with ThreadPoolExecutor(senders) as pool:  # sniffers on several nodes at once
                 cpu0, loop0 = _cpu_seconds(proc.pid), _cpu_seconds(proc.pid, proc.pid)
+                workers0 = _workers_cpu(proc.pid)
                 t = time.perf_counter()
                 accepted = sum(pool.map(post, bodies))
                 elapsed = time.perf_counter() - t
                 cpu["hub"] = _cpu_seconds(proc.pid) - cpu0
                 cpu["event loop"] = _cpu_seconds(proc.pid, proc.pid) - loop0
+                cpu["workers"] = _workers_cpu(proc.pid) - workers0
+                cpu["worker count"] = len(_children(proc.pid))
                 # then more rows while a viewer pages (timed apart: the reader shares the CPUs)
                 stop = threading.Event()
                 during: list[float] = []
@@ -240,7 +255,7 @@ def http_ingest(
             _read_pages(url, idle_stop, idle)
             reads.update(during=during, idle=idle)
         assert accepted == len(entries) + len(more), accepted
-        rss = _rss_kib(proc.pid)
+        rss = _rss_kib(proc.pid) + sum(map(_rss_kib, _children(proc.pid)))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -293,12 +308,15 @@ def main() -> None:
           f"{http:.2f} | "
           f"{http_rate:,.0f} |")  # fmt: skip
     print(f"\nRatio HTTP / bare: **{ratio:.2f}** (bar ≥ {BAR}: {verdict}). "
-          f"Hub peak RSS {rss / 1024:.0f} MiB. {os.cpu_count()} CPUs, load average "
+          f"Hub peak RSS {rss / 1024:.0f} MiB (with its workers'). {os.cpu_count()} CPUs, "
+          f"load average "
           f"{os.getloadavg()[0]:.1f} (shared machine).\n")  # fmt: skip
     us = 1e6 / n
     print(f"CPU per entry: bare INSERT {bare_cpu * us:.1f} µs ({bare_cpu / bare:.2f} cores); "
           f"hub process {cpu['hub'] * us:.1f} µs ({cpu['hub'] / http:.2f} cores), of which "
-          f"its event loop (HTTP, FastAPI) {cpu['event loop'] * us:.1f} µs.\n")  # fmt: skip
+          f"its event loop (HTTP, FastAPI) {cpu['event loop'] * us:.1f} µs; its "
+          f"{cpu['worker count']:.0f} ingest workers {cpu['workers'] * us:.1f} µs "
+          f"({cpu['workers'] / http:.2f} cores).\n")  # fmt: skip
     print(f"The hub's steps one batch at a time in one process (CPU µs per entry, "
           f"{args.batch}-entry batches): "
           + ", ".join(f"{k} {v * us:.1f}" for k, v in stages.items())

@@ -19,7 +19,7 @@ import multiprocessing
 import os
 import threading
 import zlib
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
@@ -236,6 +236,7 @@ class ConversionPool:
         self._lock = threading.Lock()
         self._closed = False
         self._executor: ProcessPoolExecutor | None = None
+        self._starting: list[Future[int]] = []
 
     def start(self) -> None:
         """Start the worker processes now (each takes ~1 s to import), not on the first
@@ -261,9 +262,18 @@ class ConversionPool:
             initializer=_worker_start,
         )
         # start every worker at once (each takes ~1 s to import), not one per new batch
-        for _ in range(self.workers):
-            executor.submit(_ready)
+        self._starting = [executor.submit(_ready) for _ in range(self.workers)]
         return executor
+
+    def ready(self) -> bool:
+        """Whether the workers are up (``/readyz`` waits for them: until then batches
+        would queue behind the workers' start-up)."""
+        starting = self._starting
+        return (
+            self._executor is not None
+            and all(f.done() for f in starting)
+            and not any(f.exception() for f in starting)
+        )
 
     def pids(self) -> list[int]:
         """The worker processes' ids (none before the first batch)."""

@@ -128,8 +128,29 @@ def test_pool_sizes() -> None:
     assert [default_workers(n) for n in (1, 2, 3, 64)] == [0, 2, 3, 4]
     assert default_workers() == default_workers(cpu_budget())
     pool = ConversionPool(1)
-    assert pool.pids() == []  # nothing started before the first batch or start()
+    assert pool.pids() == [] and not pool.ready()  # nothing started before start()
+    pool.start()
+    deadline = time.monotonic() + 30
+    while not pool.ready() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert pool.ready() and len(pool.pids()) == 1
     pool.close()
+    assert not pool.ready()
+
+
+def test_readyz_waits_for_the_ingest_workers(pooled: tuple[TestClient, FastAPI]) -> None:
+    c, app = pooled
+    pool: ConversionPool = app.state.ingest_pool
+    deadline = time.monotonic() + 30
+    answers = set()
+    while time.monotonic() < deadline:
+        r = c.get("/readyz")
+        answers.add((r.status_code, r.json()["status"]))
+        if r.status_code == 200:
+            break
+        time.sleep(0.05)
+    assert pool.ready() and (200, "ready") in answers
+    assert answers <= {(200, "ready"), (503, "ingest workers starting")}
 
 
 def _index() -> ClusterIndex:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from hub.ingest import ConversionPool
 from hub.metrics import HubMetrics
 from hub.storage.base import Storage
 
@@ -17,11 +18,18 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Storage answers", responses={503: {"description": "not ready"}})
+@router.get(
+    "/readyz",
+    summary="Storage answers and the ingest workers are up",
+    responses={503: {"description": "not ready"}},
+)
 def readyz(request: Request) -> Response:
     storage: Storage | None = getattr(request.app.state, "storage", None)
     if storage is None or not storage.ready():
         return JSONResponse({"status": "not ready"}, status_code=503)
+    pool: ConversionPool | None = getattr(request.app.state, "ingest_pool", None)
+    if pool is not None and not pool.ready():
+        return JSONResponse({"status": "ingest workers starting"}, status_code=503)
     return JSONResponse({"status": "ready"})
 
 
