@@ -4,7 +4,6 @@ field lines, request targets, and content detection (RFC 9112). Pure functions."
 from __future__ import annotations
 
 from itertools import repeat
-from operator import itemgetter
 
 from sniffer.parsers.base import Direction, ParseError
 from sniffer.parsers.registry import Verdict
@@ -57,20 +56,31 @@ def decode_head(raw: bytes | bytearray) -> list[str]:
 
 def parse_fields(lines: list[str], start: int) -> dict[str, str]:
     """RFC 9112 §5: field lines. Names lower-cased; repeats joined (RFC 9110 §5.3)."""
-    items = list(map(str.partition, lines[start:] if start else lines, repeat(":")))
     headers: dict[str, str] = {}
-    for name, _, value in items:  # a loop, not a comprehension: no frame per call (3.11)
-        headers[name.lower()] = value.strip()
-    # The common case ends here: every line had a colon, no name was repeated, and no
-    # name holds white space (space before the colon, or an obs-fold line).
-    if len(headers) == len(items) and all(map(_COLON, items)):
-        names = "".join(headers)
-        if " " not in names and "\t" not in names:
-            return headers
-    return _parse_fields_slow(items)
+    n = len(lines)
+    i = start
+    # The common case, one plain loop (no tuple or list per line: compiled, this is the
+    # parser's busiest function): every line has a colon, no name holds white space
+    # (space before the colon, or an obs-fold line) and none is repeated. Anything else
+    # goes to the slow path, which decides from the start.
+    while i < n:
+        line = lines[i]
+        colon = line.find(":")
+        if colon < 0:
+            break
+        name = line[:colon]
+        if " " in name or "\t" in name:
+            break
+        key = name.lower()
+        if key in headers:
+            break
+        headers[key] = line[colon + 1 :].strip()
+        i += 1
+    else:
+        return headers
+    return _parse_fields_slow(list(map(str.partition, lines[start:], repeat(":"))))
 
 
-_COLON = itemgetter(1)
 _WS = (" ", "\t")
 
 
