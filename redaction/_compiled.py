@@ -41,6 +41,8 @@ _FAST_FIELDS = frozenset(normalize(k) for k in FAST_KEYS)
 FAST_PLAIN, FAST_RULE, FAST_AUTH, FAST_URL, FAST_NO = 0, 1, 2, 3, 4
 _CLEAN_MAX = 8192
 _CLEAN_LEN = 256  # (User-Agent, Accept-*: the repeated ones; memory at most ~2.5 MB)
+_SEEN_MAX = 256
+_SEEN_LEN = 8192  # (a static page, the heads of the same exchange: memory at most ~4 MB)
 _LEFT_RUNS: dict[str, re.Pattern[str]] = {}
 
 _Link = tuple[Any, Any, str]  # (parent link, display key: str | int, normalized key or "")
@@ -71,6 +73,7 @@ class _RuleSet:
         "fast",
         "fast_kinds",
         "clean_values",
+        "seen_texts",
     )
 
     def __init__(self, rules: Iterable[Rule]) -> None:
@@ -127,6 +130,9 @@ class _RuleSet:
         """Head strings (header values, methods, hosts...) in which the fast path's search
         found nothing, so that a value seen again isn't searched again (bounded: cleared
         when full)."""
+        self.seen_texts: dict[int, str] = {}
+        """``maybe``'s texts in which no hint matched, the last one of each length (see
+        ``_Gate.seen``)."""
         self.plain_headers: set[Any] = set()
         """Raw header names known to need no rule by name (a bounded cache)."""
         self.looks: dict[tuple[int, ...], tuple[tuple[PatternRule, ...], bool]] = {}
@@ -212,8 +218,16 @@ class _RuleSet:
         """The patterns whose hint matches somewhere in ``text`` (and those without one)."""
         if self.hint_set is None:
             return self.unhinted
+        n = len(text)
+        seen = self.seen_texts
+        if seen.get(n) == text:
+            return self.unhinted  # the same text as one the hints matched nowhere in
         idx = self.hint_set.Match(text.encode("utf-8", "surrogateescape"))
         if not idx:
+            if n <= _SEEN_LEN:
+                if len(seen) >= _SEEN_MAX:
+                    seen.clear()
+                seen[n] = text
             return self.unhinted
         hinted = self.hinted
         return tuple(hinted[i] for i in sorted(idx)) + self.unhinted
@@ -386,7 +400,7 @@ class _Gate:
     the next NUL (``\\x02[^\\x00]*?(?:...)``), so the one DFA pass keeps the kinds apart.
     The search resumes after each text that matched, to tell which of them did."""
 
-    __slots__ = ("regexp", "rest", "cards", "body", "fast", "names")
+    __slots__ = ("regexp", "rest", "cards", "body", "fast", "names", "seen")
 
     HEAD: ClassVar[bytes] = b"\x02"
     BODY: ClassVar[bytes] = b"\x01"
@@ -418,10 +432,32 @@ class _Gate:
         # the head members but the card number's hint: a head only that hint flags (a hex
         # request id, a timestamp: a digit run) is checked for cards right away
         self.cards = cards
+        self.seen: dict[int, bytes] = {}
+        """Heads ``heads_clean`` found clean, the last one of each length (at most
+        ``_SEEN_MAX`` lengths, each up to ``_SEEN_LEN`` bytes): the same bytes again (a
+        static page's exchange, its heads the same until the ``Date`` header's second
+        changes) are known clean with one lookup and one comparison, no search. Exact: only
+        bytes equal to ones this gate's search found clean are taken for clean."""
         self.rest: Any = None
         if cards is not None:
             others = [m for m in head if m != cards.hint]
             self.rest = re2.compile(rf"\x02[^\x00]*?(?:{alt(others)})")._regexp
+
+    def heads_clean(self, heads: bytes) -> bool:
+        """Whether no head member matches in ``heads`` (JSON-encoded heads, an inline body
+        in them) but in digit runs that are no card number (``no_card``)."""
+        n = len(heads)
+        seen = self.seen
+        if seen.get(n) == heads:
+            return True
+        if self.regexp.Match(_UNANCHORED, b"\x02" + heads + b"\0", 0, n + 2)[0][0] >= 0:
+            if not self.no_card(heads):
+                return False
+        if n <= _SEEN_LEN:
+            if len(seen) >= _SEEN_MAX:
+                seen.clear()
+            seen[n] = heads
+        return True
 
     def no_card(self, head: bytes) -> bool:
         """Whether a head the search flagged holds nothing but digit runs that no card

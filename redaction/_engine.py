@@ -1271,10 +1271,8 @@ def _triage(
     if raw is None:
         # clean: the heads (and an inline body), the response body if it isn't looked at
         work[3] = _CLEAN_HEADS | (_CLEAN_RESPONSE if inline else 0)
-        if gate.regexp.Match(_UNANCHORED, _HEAD + heads + _END, 0, len(heads) + 2)[0][0] < 0:
+        if gate.heads_clean(heads):
             return work, heads, raws  # the usual answer
-        if gate.no_card(heads):
-            return work, heads, raws  # a digit run that is no card number (a hex id)
         work[3] = 0
         found = [0]
     else:
