@@ -85,7 +85,7 @@ def make_auth(cfg: Settings, storage: Storage, metrics: HubMetrics) -> AuthServi
 
 
 def create_app(settings: Settings | None = None, storage: Storage | None = None) -> FastAPI:
-    """A hub app. With ``settings`` given they override ``get_settings`` for this app;
+    """A hub app. With ``settings`` given the app uses them instead of ``get_settings()``;
     with ``storage`` given the app uses it (and does not close it)."""
     cfg = settings or get_settings()
 
@@ -132,8 +132,6 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         redoc_url=None,
         openapi_url=None,
     )
-    if settings is not None:
-        app.dependency_overrides[get_settings] = lambda: settings
     app.state.settings = cfg
     app.state.metrics = HubMetrics()
     app.state.broadcaster = Broadcaster()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -12,9 +11,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import SnifferCredential, get_sniffers
+from hub.api.deps import SnifferCredential, app_settings, get_sniffers
 from hub.api.routes.targeting import TargetingState, get_targeting
-from hub.core.config import Settings, get_settings
+from hub.core.config import Settings
 from hub.enrich import Enricher
 from hub.ingest import ConversionPool, Refused, WorkerFailed, to_table
 from hub.metrics import HubMetrics
@@ -100,17 +99,16 @@ class IngestContext:
     pool: ConversionPool | None
 
 
-async def ingest_context(request: Request) -> IngestContext:
-    """The app's settings (honouring an override of ``get_settings``), storage, metrics,
-    sniffer registry, broadcaster and enricher in one dependency, resolved in the event
-    loop. Ingest is the hub's hot route: FastAPI runs each plain ``def`` dependency in a
-    worker thread, and while any override is installed it re-inspects every dependency's
-    signature on every request; six of those cost more per batch than its zstd."""
-    app = request.app
-    state = app.state
-    get: Callable[[], Settings] = app.dependency_overrides.get(get_settings, get_settings)
+async def ingest_context(
+    request: Request, settings: Annotated[Settings, Depends(app_settings)]
+) -> IngestContext:
+    """The app's settings, storage, metrics, sniffer registry, broadcaster, enricher and
+    conversion pool in one dependency, resolved in the event loop (FastAPI runs each plain
+    ``def`` dependency in a worker thread: six of those cost more per batch than its
+    zstd)."""
+    state = request.app.state
     return IngestContext(
-        get(),
+        settings,
         state.storage,
         state.metrics,
         state.sniffers,

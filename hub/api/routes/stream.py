@@ -7,9 +7,9 @@ import contextlib
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 
-from hub.api.deps import compile_filter
+from hub.api.deps import compile_filter, settings_of
 from hub.auth.service import AuthService
-from hub.core.config import Settings, get_settings
+from hub.core.config import Settings
 from hub.metrics import HubMetrics
 from hub.scope import VIEW_BODIES
 from hub.storage.base import Storage
@@ -23,7 +23,7 @@ async def stream(ws: WebSocket, q: str = "") -> None:
     """Messages: ``{"type": "entry", "entry": {...}}``, ``{"type": "missed", "count": n}``
     when this client fell behind, ``{"type": "error", "detail": {...}}`` for a bad query."""
     app = ws.app
-    settings: Settings = app.dependency_overrides.get(get_settings, get_settings)()
+    settings: Settings = settings_of(app)
     auth: AuthService = app.state.auth
     try:
         viewer = auth.authenticate(ws)
