@@ -400,7 +400,7 @@ class _Gate:
     the next NUL (``\\x02[^\\x00]*?(?:...)``), so the one DFA pass keeps the kinds apart.
     The search resumes after each text that matched, to tell which of them did."""
 
-    __slots__ = ("regexp", "rest", "cards", "body", "fast", "names", "seen")
+    __slots__ = ("regexp", "rest", "cards", "body", "fast", "names", "seen", "fast_body")
 
     HEAD: ClassVar[bytes] = b"\x02"
     BODY: ClassVar[bytes] = b"\x01"
@@ -412,6 +412,7 @@ class _Gate:
         cards: PatternRule | None = None,
         hints: list[str] | None = None,
         names: str = "",
+        marked_names: str = "",
     ) -> None:
         def alt(members: list[str]) -> str:
             return "|".join(f"(?:{m})" for m in members)
@@ -429,6 +430,17 @@ class _Gate:
         """The patterns' hints and the sensitive query names (``names``)."""
         self.names: Any = re2.compile(names or never)._regexp
         """``names`` alone: a query parameter with a sensitive name."""
+        # ``fast`` and ``body`` in one search (one call less: a call costs ~1 us, more than
+        # the DFA over a few hundred bytes): ``\x02 heads \0 \x01 body \0``; the query
+        # names' ``^`` is the head's mark there (``marked_names``)
+        head_fast = [f"\\x02[^\\x00]*?(?:{alt(hints)})"] if hints else []
+        if marked_names:
+            head_fast.append(marked_names)
+        self.fast_body: Any = re2.compile(
+            alt([*head_fast, f"\\x01[^\\x00]*?(?:{alt(body)})"])
+        )._regexp
+        """``fast`` over a mark ``\\x02`` and the head strings, ``body`` over a mark
+        ``\\x01`` and a JSON body (each ended by a NUL, none inside, valid UTF-8)."""
         # the head members but the card number's hint: a head only that hint flags (a hex
         # request id, a timestamp: a digit run) is checked for cards right away
         self.cards = cards
@@ -442,6 +454,21 @@ class _Gate:
         if cards is not None:
             others = [m for m in head if m != cards.hint]
             self.rest = re2.compile(rf"\x02[^\x00]*?(?:{alt(others)})")._regexp
+
+    def fast_and_body(self, data: bytes, raw: bytes) -> tuple[bool, bool]:
+        """``(fast members nowhere in data, body members nowhere in raw)`` in one search
+        (usually): ``data`` and ``raw`` hold no NUL and are valid UTF-8 (the marks'
+        ``[^\\x00]*?`` neither crosses a NUL nor an invalid byte)."""
+        buf = b"".join((b"\x02", data, b"\0\x01", raw, b"\0"))
+        end = len(buf)
+        at = self.fast_body.Match(_UNANCHORED, buf, 0, end)[0][0]
+        if at < 0:
+            return True, True  # the usual answer
+        body_at = len(data) + 2
+        if at >= body_at:
+            return True, False
+        # found in the head strings (or from a \x01 in them: a false alarm, never a miss)
+        return False, self.fast_body.Match(_UNANCHORED, buf, body_at, end)[0][0] < 0
 
     def heads_clean(self, heads: bytes) -> bool:
         """Whether no head member matches in ``heads`` (JSON-encoded heads, an inline body
@@ -537,13 +564,12 @@ def _gate(rs: _RuleSet) -> _Gate | None:
     body.append(r"\\")
     # the fast path's query names over head strings joined by line breaks, as the
     # query's look finds them: after a text's start, a line break, ``?`` or ``&``
-    names = ""
+    names = marked_names = ""
     if rs.query:
         raw_space = r"(?:[-_\s\x0b\x1c-\x1f\x{85}]|\p{Z})*"
-        names = (
-            rf"(?i)(?:^|[\n?&]){raw_space}(?:"
-            + "|".join(_flex(n) for n in rs.query)
-            + rf"){raw_space}="
-        )
+        core = rf"{raw_space}(?:" + "|".join(_flex(n) for n in rs.query) + rf"){raw_space}="
+        names = rf"(?i)(?:^|[\n?&]){core}"
+        marked_names = rf"(?i)\x02(?:[^\x00]*[\n?&])?{core}"
     card = BUILTIN_PATTERNS["card"]
-    return _Gate(head, body, card if any(p is card for p in rs.hinted) else None, hints, names)
+    cards = card if any(p is card for p in rs.hinted) else None
+    return _Gate(head, body, cards, hints, names, marked_names)

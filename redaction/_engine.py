@@ -1119,12 +1119,40 @@ def _fast(rs: _RuleSet, gate: _Gate, entry: Entry) -> Entry | None:
         return None
     text = "\n".join(fresh)
     try:
-        data = b"\n".join(
-            (text.encode("utf-8", "surrogateescape"), summary.encode("utf-8", "surrogateescape"))
-        )
+        data = b"\n".join((text.encode(), summary.encode()))
+        marked = b"\0" not in data  # (what the one search over heads and body needs)
     except UnicodeEncodeError:
-        return None  # a lone surrogate
-    heads_clean = gate.fast.Match(_UNANCHORED, data, 0, len(data))[0][0] < 0
+        try:
+            data = b"\n".join(
+                (
+                    text.encode("utf-8", "surrogateescape"),
+                    summary.encode("utf-8", "surrogateescape"),
+                )
+            )
+        except UnicodeEncodeError:
+            return None  # a lone surrogate
+        marked = False
+    sb = response.get("body")
+    raw: bytes | None = None  # the response's JSON body as the gate searches it
+    if (
+        sb
+        and type(sb) is str
+        and (
+            (
+                response.get("body_encoding") == "utf8"
+                and response.get("content_type") in _JSON_TYPES
+            )
+            or _json_text(response, sb)
+        )
+    ):
+        raw = _utf8(sb)
+    body_clean = False
+    if marked and raw is not None:
+        heads_clean, body_clean = gate.fast_and_body(data, raw)
+    else:
+        heads_clean = gate.fast.Match(_UNANCHORED, data, 0, len(data))[0][0] < 0
+        if raw is not None:
+            body_clean = gate.body.Match(_UNANCHORED, raw, 0, len(raw))[0][0] < 0
     if not heads_clean:
         # a query name, or a hint's hit: the full path unless the patterns find nothing
         if gate.names.Match(_UNANCHORED, data, 0, len(data))[0][0] >= 0:
@@ -1135,25 +1163,15 @@ def _fast(rs: _RuleSet, gate: _Gate, entry: Entry) -> Entry | None:
     if fresh:
         rs.remember_clean(fresh)
     rb = request.get("body")
-    sb = response.get("body")
     # bodies, as the full path does them after its gate (``_triage``)
     if rb:
-        raw = _utf8(rb) if type(rb) is str and _is_json(request, rb) else None
-        request = job.body_only(request, "request.body", entry.proto, raw)
+        rraw = _utf8(rb) if type(rb) is str and _is_json(request, rb) else None
+        request = job.body_only(request, "request.body", entry.proto, rraw)
     response_clean = False
     if sb:
-        raw = None
-        if type(sb) is str and (
-            (
-                response.get("body_encoding") == "utf8"
-                and response.get("content_type") in _JSON_TYPES
-            )
-            or _json_text(response, sb)
-        ):
-            raw = _utf8(sb)
-            if raw is not None and gate.body.Match(_UNANCHORED, raw, 0, len(raw))[0][0] < 0:
-                response_clean = True  # nothing the JSON look could find
-        if not response_clean:
+        if body_clean:
+            response_clean = True  # nothing the JSON look could find
+        else:
             response = job.body_only(response, "response.body", entry.proto, raw)
     if not job.hits:
         return entry
@@ -1334,9 +1352,9 @@ def _is_json(msg: dict[str, Any], body: str) -> bool:
 
 def _utf8(text: str) -> bytes | None:
     """``text`` as the gate searches it (None: it can't be, having a NUL or a lone
-    surrogate; then its look is in full)."""
+    surrogate, which would be invalid UTF-8 in the search; then its look is in full)."""
     try:
-        raw = text.encode("utf-8", "surrogateescape")
+        raw = text.encode()  # (strict: the gate's marks don't cross invalid UTF-8)
     except UnicodeEncodeError:
         return None
     return None if 0 in raw else raw
