@@ -3,14 +3,14 @@ cookie, and the audit record of every viewer request."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import FastAPI, Request, Response
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.auth.service import AuthService
 from hub.auth.sessions import COOKIE
 
-__all__ = ["install"]
+__all__ = ["SecurityMiddleware", "install"]
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -44,28 +44,50 @@ def _action(path: str) -> str | None:
     return None
 
 
-def install(app: FastAPI) -> None:
-    @app.middleware("http")
-    async def kubeweir_security(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        auth: AuthService | None = getattr(request.app.state, "auth", None)
+class SecurityMiddleware:
+    """Plain ASGI (not ``BaseHTTPMiddleware``, whose task group and body streams cost
+    ~0.3 ms of the event loop per request): adds the security headers and the refreshed
+    session cookie to the response's head, then audits the viewer request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        auth: AuthService | None = getattr(scope["app"].state, "auth", None)
+        status = 0
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    if name not in headers:
+                        headers[name] = value
+                session = scope.get("state", {}).get("refresh_session")
+                if auth is not None and session is not None and status < 400:
+                    cookie = Response()
+                    cookie.set_cookie(
+                        COOKIE, auth.sessions.dumps(session), **auth.session_cookie_kwargs()
+                    )
+                    headers.append("set-cookie", cookie.headers["set-cookie"])
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
         if auth is None:
-            return response
-        session = getattr(request.state, "refresh_session", None)
-        if session is not None and response.status_code < 400:
-            response.set_cookie(
-                COOKIE, auth.sessions.dumps(session), **auth.session_cookie_kwargs()
-            )
-        action = _action(request.url.path)
-        identity = getattr(request.state, "identity", None)
+            return
+        action = _action(scope["path"])
+        identity = scope.get("state", {}).get("identity")
         if action and identity is not None:
+            request = Request(scope)
             q = request.query_params.get("q", "")
             auth.store.audit(
-                identity, auth.source(request), action, request.url.path,
-                str(response.status_code), q=q,
-            )  # fmt: skip
-        return response
+                identity, auth.source(request), action, scope["path"], str(status), q=q
+            )
+
+
+def install(app: FastAPI) -> None:
+    app.add_middleware(SecurityMiddleware)
