@@ -133,6 +133,16 @@ def _workers_cpu(pid: int) -> float:
     return sum(_cpu_seconds(c) for c in _children(pid))
 
 
+def _batches_per_write(c: httpx.Client) -> float:
+    """Batches per storage write so far, from the hub's metrics (group commit)."""
+    values = {}
+    for line in c.get("/metrics").text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("kubeweir_ingest_writes", "kubeweir_ingest_written_batches"):
+            values[name] = float(value)
+    return values["kubeweir_ingest_written_batches"] / max(1.0, values["kubeweir_ingest_writes"])
+
+
 def stage_cpu(bodies: list[bytes], path: str) -> dict[str, float]:
     """Where a hub entry's CPU goes, stage by stage: the route's own steps run in this
     process on the same zstd batches, one at a time (no HTTP, no concurrency), into a
@@ -239,6 +249,7 @@ def http_ingest(
                 cpu["event loop"] = _cpu_seconds(proc.pid, proc.pid) - loop0
                 cpu["workers"] = _workers_cpu(proc.pid) - workers0
                 cpu["worker count"] = len(_children(proc.pid))
+                cpu["batches per write"] = _batches_per_write(c)
                 # then more rows while a viewer pages (timed apart: the reader shares the CPUs)
                 stop = threading.Event()
                 during: list[float] = []
@@ -316,7 +327,8 @@ def main() -> None:
           f"hub process {cpu['hub'] * us:.1f} µs ({cpu['hub'] / http:.2f} cores), of which "
           f"its event loop (HTTP, FastAPI) {cpu['event loop'] * us:.1f} µs; its "
           f"{cpu['worker count']:.0f} ingest workers {cpu['workers'] * us:.1f} µs "
-          f"({cpu['workers'] / http:.2f} cores).\n")  # fmt: skip
+          f"({cpu['workers'] / http:.2f} cores). Batches per storage write (group commit) "
+          f"{cpu['batches per write']:.2f}.\n")  # fmt: skip
     print(f"The hub's steps one batch at a time in one process (CPU µs per entry, "
           f"{args.batch}-entry batches): "
           + ", ".join(f"{k} {v * us:.1f}" for k, v in stages.items())

@@ -45,3 +45,11 @@ class HubMetrics:
         self.retention_deleted = Gauge(
             "kubeweir_retention_deleted", "Entries deleted by retention so far", registry=r
         )
+        self.ingest_writes = Gauge(
+            "kubeweir_ingest_writes", "Storage writes (one statement each) so far", registry=r
+        )
+        self.ingest_written_batches = Gauge(
+            "kubeweir_ingest_written_batches",
+            "Batches stored by those writes (group commit joins concurrent ones)",
+            registry=r,
+        )

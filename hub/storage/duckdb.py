@@ -183,6 +183,10 @@ class DuckDBStorage(Storage):
         self.retention_interval = retention_interval
         self.retention_chunk = retention_chunk
         self.retention_deleted = 0
+        self.writes = 0
+        """Ingest statements (each one INSERT and its commit) so far."""
+        self.written_batches = 0
+        """Batches those statements stored (group commit: several per statement)."""
         self.page_window = timedelta(seconds=page_window)
         self.schema_version = migrate(self._con, migrations)
         self._load_recent()
@@ -280,6 +284,8 @@ class DuckDBStorage(Storage):
         else:
             kept = self._insert_checked(group)
         # committed: remember the new rows, then answer each batch
+        self.writes += 1
+        self.written_batches += len(group)
         new_ids = [i for ids, _ in kept for i in ids]
         recent.add(new_ids, [t for _, ts in kept for t in ts])
         for item, (ids, ts) in zip(group, kept, strict=True):

@@ -41,4 +41,6 @@ def metrics(request: Request) -> Response:
         m.stored_entries.set(storage.count())
         m.storage_bytes.set(storage.size_bytes())
         m.retention_deleted.set(getattr(storage, "retention_deleted", 0))
+        m.ingest_writes.set(getattr(storage, "writes", 0))
+        m.ingest_written_batches.set(getattr(storage, "written_batches", 0))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
