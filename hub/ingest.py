@@ -35,6 +35,7 @@ __all__ = [
     "Refused",
     "WorkerFailed",
     "cpu_budget",
+    "decode_entries",
     "decompress",
     "default_workers",
     "to_table",
@@ -140,6 +141,15 @@ def _version_refused(v: int) -> Refused:
         f"batch schema version {v} is not supported: this hub speaks version {SCHEMA_VERSION}",
         "version",
     )
+
+
+def decode_entries(
+    body: bytes, encoding: str, max_decompressed: int, max_entries: int
+) -> list[Entry]:
+    """The batch's entries, decompressed, decoded and checked (``to_table`` without the
+    columns)."""
+    with gc_paused():
+        return _decode(decompress(body, encoding, max_decompressed), max_entries).entries
 
 
 def to_table(

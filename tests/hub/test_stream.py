@@ -13,10 +13,18 @@ import pytest
 from fastapi.testclient import TestClient
 from websockets.sync.client import connect
 
+from hub.core.config import Settings
 from hub.main import create_app
 from kubeweir.entry import encode_batch
 from kubeweir.testing import make_http_entry
 from tests.hub.conftest import ADMIN, BOB, INGEST, hub_settings, ingest, serve
+
+
+@pytest.fixture(params=[0, 1], ids=["in-process", "worker"])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """Batches converted in the hub process, or in a worker (the stream's entries are
+    then decoded again in the hub): viewers see the same either way."""
+    return hub_settings(ingest_workers=request.param)
 
 
 def test_stream_filters_by_query_and_scope(client: TestClient) -> None:

@@ -15,7 +15,7 @@ from hub.api.deps import SnifferCredential, app_settings, get_sniffers
 from hub.api.routes.targeting import TargetingState, get_targeting
 from hub.core.config import Settings
 from hub.enrich import Enricher
-from hub.ingest import ConversionPool, Refused, WorkerFailed, to_table
+from hub.ingest import ConversionPool, Refused, WorkerFailed, decode_entries, to_table
 from hub.metrics import HubMetrics
 from hub.sniffers import Heartbeat, SnifferRegistry
 from hub.storage.base import IngestResult, Storage
@@ -51,11 +51,28 @@ def _store(
         settings.max_batch_entries,
         keep_entries=keep_entries,
     )
+    _enrich(entries, enricher)
+    return sniffer, _write(table, total, storage, enricher), entries
+
+
+def _enrich(entries: list[Entry], enricher: Enricher | None) -> None:
+    """Entries as the live viewers will see them (the table is enriched apart)."""
     if enricher is not None:
         with gc_paused():
-            for e in entries:  # as the live viewers will see them
+            for e in entries:
                 enricher.enrich(e)
-    return sniffer, _write(table, total, storage, enricher), entries
+
+
+def _viewer_entries(
+    body: bytes, encoding: str, settings: Settings, enricher: Enricher | None
+) -> list[Entry]:
+    """A batch a worker converted, decoded again here for the live viewers (decoding
+    alone is a third of the conversion)."""
+    entries = decode_entries(
+        body, encoding, settings.max_decompressed_bytes, settings.max_batch_entries
+    )
+    _enrich(entries, enricher)
+    return entries
 
 
 def _write(
@@ -146,8 +163,7 @@ async def ingest(
     keep_entries = len(broadcaster) > 0
     try:
         body = await _read_body(request, settings.max_batch_bytes)
-        if ctx.pool is None or keep_entries:
-            # live viewers get the entries themselves: decoded here, not in a worker
+        if ctx.pool is None:
             sniffer_name, result, entries = await run_in_threadpool(
                 _store, body, encoding, settings, storage, enricher, keep_entries
             )
@@ -155,8 +171,12 @@ async def ingest(
             sniffer_name, table, total = await ctx.pool.convert(
                 body, encoding, settings.max_decompressed_bytes, settings.max_batch_entries
             )
-            entries = []
             result = await run_in_threadpool(_write, table, total, storage, enricher)
+            entries = []
+            if keep_entries and result.accepted:
+                entries = await run_in_threadpool(
+                    _viewer_entries, body, encoding, settings, enricher
+                )
     except Refused as exc:
         metrics.ingest_rejected.labels(exc.label).inc()
         raise HTTPException(exc.code, detail=exc.reason) from exc
