@@ -71,25 +71,51 @@ def _redactor(settings: SnifferSettings) -> Callable[[Entry], Entry] | None:
 
 
 GC_THRESHOLDS = (10_000, 20, 20)
-"""The cyclic GC's thresholds in a sniffer process (Python's are 700, 10, 10)."""
+"""The cyclic GC's thresholds in a sniffer process (Python's are 700, 10, 10), used when
+the automatic collector is on (``tune_gc(timed=False)``)."""
+GC_YOUNG_EVERY = 1.0
+"""Seconds between two collections of the young generations (``tune_gc``'s timer)."""
+GC_FULL_EVERY = 30
+"""Every this many timed collections is a full one (every 30 s)."""
 
 
-def tune_gc() -> None:
+def gc_step(count: int) -> None:
+    """The ``count``-th timed collection: the young generations, or every
+    ``GC_FULL_EVERY``-th time all of them."""
+    gc.collect(2 if count % GC_FULL_EVERY == 0 else 1)
+
+
+def _gc_timer() -> None:
+    count = 0
+    while True:
+        time.sleep(GC_YOUNG_EVERY)
+        count += 1
+        gc_step(count)
+
+
+def tune_gc(timed: bool = True) -> None:
     """Make the cyclic garbage collector cheap for a long-running capture process.
 
     The capture path keeps creating container objects (segments, parser state, entries
-    and their maps, the ship queue), so with Python's default thresholds collections run
-    every few dozen exchanges and the older generations are walked often — together with
-    the long-lived objects of start-up (the Kubernetes client, the redaction rules, httpx,
-    prometheus) that can never be garbage. ``gc.freeze()`` moves everything that exists
-    after start-up out of the collector's sight, and larger thresholds make collections
-    rarer; cycles (closed connections: a connection and its two halves refer to each
-    other) are still collected. Replayed wrk traffic through the Pipeline with redaction:
-    ~15 % less CPU per entry. Called from ``run()`` and the capture workers, not from
-    ``start()`` (tests run agents inside the pytest process)."""
+    and their maps, the ship queue), none of them in a cycle except a closed connection
+    (a connection and its two halves refer to each other). ``gc.freeze()`` moves
+    everything that exists after start-up (the Kubernetes client, the redaction rules,
+    httpx, prometheus) out of the collector's sight. Then, ``timed``, the automatic
+    collector is switched off and a timer thread collects the young generations once a
+    second (``GC_YOUNG_EVERY``) and everything every 30 s (``GC_FULL_EVERY``): cycles
+    are still freed within a second, but the entries waiting in the ship queue (a
+    second's worth) are no longer walked by a collection every ~200 requests and
+    promoted into full collections that walk them again. Without ``timed``, larger
+    thresholds (``GC_THRESHOLDS``) make automatic collections rarer. Called from
+    ``run()`` and the capture workers, not from ``start()`` (tests run agents inside
+    the pytest process)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    if timed:
+        gc.disable()
+        threading.Thread(target=_gc_timer, name="gc", daemon=True).start()
+    else:
+        gc.set_threshold(*GC_THRESHOLDS)
 
 
 class Agent:
