@@ -25,7 +25,7 @@ import warnings
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Final
 
 from kubeweir.entry import Endpoint, Entry, tcp_connection_ids, udp_entry_id
 from sniffer.capture import CaptureError, PacketDecoder, ip_text, open_capture
@@ -50,21 +50,23 @@ __all__ = [
     "read_pcap",
 ]
 
-DETECT_BYTES = 64
+DETECT_BYTES: Final = 64
 """Opening bytes of a direction shown to the detectors."""
-DETECT_MAX_PENDING = 64 * 1024
+DETECT_MAX_PENDING: Final = 64 * 1024
 """Bytes held while detectors still say MORE; past this the stream is decided."""
-PREVIEW = 256
-MIDSTREAM_TRIES = 8
+PREVIEW: Final = 256
+MIDSTREAM_TRIES: Final = 8
 """Client bursts of an unrecognised mid-stream connection tried as message starts."""
 
-_DETECT, _PARSE, _RAW = 0, 1, 2
-CLIENT = Direction.CLIENT
-SERVER = Direction.SERVER
-_YES = Verdict.YES
-_MORE = Verdict.MORE
-_STREAM_ID = struct.Struct("!IIH")
-_PORTS = struct.Struct("!HH")
+_DETECT: Final = 0
+_PARSE: Final = 1
+_RAW: Final = 2
+CLIENT: Final = Direction.CLIENT
+SERVER: Final = Direction.SERVER
+_YES: Final = Verdict.YES
+_MORE: Final = Verdict.MORE
+_STREAM_ID: Final = struct.Struct("!IIH")
+_PORTS: Final = struct.Struct("!HH")
 
 
 class CaptureWarning(UserWarning):
@@ -246,7 +248,9 @@ class Pipeline:
         """One captured frame, in capture order."""
         self._packets += 1
         self._bytes += len(frame)
-        pkt = self._decode(ts, linktype, frame)
+        # methods of native classes called directly (compiled: a native call, not a
+        # Python call through a bound method)
+        pkt = self._decoder.decode(ts, linktype, frame)
         if ts > self._now:
             self._now = ts
             if ts >= self._next_sweep:
@@ -254,7 +258,7 @@ class Pipeline:
         if pkt is None:
             return
         if pkt[0] == 6:
-            self._packet(ts, pkt)
+            self._tcp.packet(ts, pkt)
         else:
             self._datagram(ts, pkt[1], pkt[2], pkt[3], pkt[4], pkt[8])
 

@@ -18,17 +18,20 @@ active are closed first); each hit is counted.
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from sniffer.parsers.base import Direction
 
 __all__ = ["Connection", "Half", "Reassembler", "StreamSink"]
 
-M32 = 0xFFFFFFFF
-HALF32 = 0x80000000
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-CLIENT = Direction.CLIENT
-SERVER = Direction.SERVER
+M32: Final = 0xFFFFFFFF
+HALF32: Final = 0x80000000
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+ACK: Final = 0x10
+CLIENT: Final = Direction.CLIENT
+SERVER: Final = Direction.SERVER
 
 
 class Half:
@@ -196,6 +199,9 @@ class Reassembler:
 
     def packet(self, ts: float, pkt: tuple[Any, ...]) -> None:
         """One decoded TCP packet, as ``PacketDecoder.decode`` returns it."""
+        seq: int  # typed: compiled, the sequence arithmetic below is native
+        ack: int
+        flags: int
         _, src, dst, sport, dport, seq, ack, flags, payload = pkt
         half = self.halves.get((src, sport, dst, dport))
         if half is not None and not flags & 0x07:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from typing import Any
+from typing import Any, Final
 
 __all__ = [
     "LINKTYPE_ETHERNET",
@@ -33,37 +33,37 @@ __all__ = [
     "ip_text",
 ]
 
-LINKTYPE_NULL = 0
-LINKTYPE_ETHERNET = 1
-LINKTYPE_RAW = 101
-LINKTYPE_LOOP = 108
-LINKTYPE_LINUX_SLL = 113
-LINKTYPE_IPV4 = 228
-LINKTYPE_IPV6 = 229
-LINKTYPE_LINUX_SLL2 = 276
-_RAW_TYPES = frozenset({LINKTYPE_RAW, 12, 14})
+LINKTYPE_NULL: Final = 0
+LINKTYPE_ETHERNET: Final = 1
+LINKTYPE_RAW: Final = 101
+LINKTYPE_LOOP: Final = 108
+LINKTYPE_LINUX_SLL: Final = 113
+LINKTYPE_IPV4: Final = 228
+LINKTYPE_IPV6: Final = 229
+LINKTYPE_LINUX_SLL2: Final = 276
+_RAW_TYPES: Final = frozenset({LINKTYPE_RAW, 12, 14})
 
-PROTO_TCP = 6
-PROTO_UDP = 17
-TCP_FIN = 0x01
-TCP_SYN = 0x02
-TCP_RST = 0x04
-TCP_ACK = 0x10
+PROTO_TCP: Final = 6
+PROTO_UDP: Final = 17
+TCP_FIN: Final = 0x01
+TCP_SYN: Final = 0x02
+TCP_RST: Final = 0x04
+TCP_ACK: Final = 0x10
 
-_ETH_IPV4 = 0x0800
-_ETH_IPV6 = 0x86DD
-_VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
+_ETH_IPV4: Final = 0x0800
+_ETH_IPV6: Final = 0x86DD
+_VLAN_TAGS: Final = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
 
-_H = struct.Struct("!H").unpack_from
-_I = struct.Struct("!I").unpack_from
-_IPV4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
-_IPV6 = struct.Struct("!IHBB16s16s").unpack_from
-_TCP = struct.Struct("!HHIIBB").unpack_from
-_UDP = struct.Struct("!HHH").unpack_from
+_H: Final = struct.Struct("!H").unpack_from
+_I: Final = struct.Struct("!I").unpack_from
+_IPV4: Final = struct.Struct("!BBHHHBBH4s4s").unpack_from
+_IPV6: Final = struct.Struct("!IHBB16s16s").unpack_from
+_TCP: Final = struct.Struct("!HHIIBB").unpack_from
+_UDP: Final = struct.Struct("!HHH").unpack_from
 # Ethernet + IPv4 without options + TCP in one call: the common case
-_FAST = struct.Struct("!12xHBBHHHBBH4s4sHHIIBB").unpack_from
+_FAST: Final = struct.Struct("!12xHBBHHHBBH4s4sHHIIBB").unpack_from
 # the same from the IP header on (LINKTYPE_RAW: the live capture ring's frames)
-_FAST_RAW = struct.Struct("!BBHHHBBH4s4sHHIIBB").unpack_from
+_FAST_RAW: Final = struct.Struct("!BBHHHBBH4s4sHHIIBB").unpack_from
 
 Decoded = tuple[int, bytes, bytes, int, int, int, int, int, Any]
 
@@ -111,6 +111,13 @@ class PacketDecoder:
         }
 
     def decode(self, ts: float, linktype: int, buf: Any) -> Decoded | None:
+        # typed, so that compiled (mypyc) tests and arithmetic on them are native; the
+        # fields handed on stay the objects the struct made
+        vihl: int
+        tot: int
+        frag: int
+        proto: int
+        offx: int
         if linktype == LINKTYPE_ETHERNET and len(buf) >= 54:
             (
                 et,

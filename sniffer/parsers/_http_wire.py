@@ -4,6 +4,7 @@ field lines, request targets, and content detection (RFC 9112). Pure functions."
 from __future__ import annotations
 
 from itertools import repeat
+from typing import Final
 
 from sniffer.parsers.base import Direction, ParseError
 from sniffer.parsers.registry import Verdict
@@ -61,8 +62,8 @@ def parse_fields(lines: list[str], start: int) -> dict[str, str]:
     i = start
     # The common case, one plain loop (no tuple or list per line: compiled, this is the
     # parser's busiest function): every line has a colon, no name holds white space
-    # (space before the colon, or an obs-fold line) and none is repeated. Anything else
-    # goes to the slow path, which decides from the start.
+    # (space before the colon, or an obs-fold line) and none is repeated (the map has a
+    # key per line). Anything else goes to the slow path, which decides from the start.
     while i < n:
         line = lines[i]
         colon = line.find(":")
@@ -71,17 +72,15 @@ def parse_fields(lines: list[str], start: int) -> dict[str, str]:
         name = line[:colon]
         if " " in name or "\t" in name:
             break
-        key = name.lower()
-        if key in headers:
-            break
-        headers[key] = line[colon + 1 :].strip()
+        headers[name.lower()] = line[colon + 1 :].strip()
         i += 1
     else:
-        return headers
+        if len(headers) == n - start:  # no name repeated
+            return headers
     return _parse_fields_slow(list(map(str.partition, lines[start:], repeat(":"))))
 
 
-_WS = (" ", "\t")
+_WS: Final = (" ", "\t")
 
 
 def _parse_fields_slow(items: list[tuple[str, str, str]]) -> dict[str, str]:
@@ -149,7 +148,7 @@ def looks_like_request_line(line: bytes | bytearray) -> bool:
     return 0 < sp <= MAX_METHOD and bytes(line[:sp]) in METHODS and b" HTTP/1." in line
 
 
-_HTTP1 = b"HTTP/1."
+_HTTP1: Final = b"HTTP/1."
 
 
 def detect(data: bytes, direction: Direction) -> Verdict:
