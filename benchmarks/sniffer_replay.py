@@ -105,7 +105,6 @@ def replay(pipe: Any, shipper: Any, frames: list[tuple[float, int, bytes]],
     ``_seal``, ``Spool.put``, the entries freed) done whenever a full batch is queued, as
     at these rates. With ``timed_gc`` the sniffer's timed collections (``gc_step``) come
     every ``GC_STEP_ENTRIES`` entries (a second at 20,000 requests/s). CPU seconds of each."""
-    from sniffer.agent import gc_step
 
     feed = pipe.feed
     take = pipe.take
@@ -128,6 +127,8 @@ def replay(pipe: Any, shipper: Any, frames: list[tuple[float, int, bytes]],
         t1 = clock()
         capture += t1 - t0
         if timed_gc and made >= (steps + 1) * GC_STEP_ENTRIES:
+            from sniffer.agent import gc_step  # (absent before the timed collector)
+
             steps += 1
             gc_step(steps)
             t2 = clock()

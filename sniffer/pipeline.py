@@ -709,7 +709,8 @@ class Pipeline:
             if ends is None or info is not None:
                 ci = info(cip) if info is not None else {}
                 si = info(sip) if info is not None else {}
-                if ends is None or ends[0] != ci or ends[1] != si:
+                if (ends is None or (ends[0] is not ci and ends[0] != ci)
+                        or (ends[1] is not si and ends[1] != si)):  # fmt: skip
                     ends = conn.ends = (ci, si, Endpoint(ip=cip, port=cport, **ci),
                                         Endpoint(ip=sip, port=sport, **si))  # fmt: skip
             src = ends[2]

@@ -19,35 +19,37 @@ import struct
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
 __all__ = ["LINKTYPE_RAW", "RingConfig", "PacketRing", "CaptureError", "FrameHandler"]
 
-LINKTYPE_RAW = 101
+LINKTYPE_RAW: Final = 101
 
-SOL_PACKET = 263
-PACKET_ADD_MEMBERSHIP = 1
-PACKET_RX_RING = 5
-PACKET_STATISTICS = 6
-PACKET_VERSION = 10
-PACKET_IGNORE_OUTGOING = 23
-PACKET_FANOUT = 18
-PACKET_FANOUT_HASH = 0
-FANOUT_FLAG_DEFRAG = 0x8000
-TPACKET_V3 = 2
-SO_ATTACH_FILTER = 26
-SO_ATTACH_BPF = 50
-SO_RCVBUFFORCE = 33
-ETH_P_ALL = 0x0003
-TP_STATUS_USER = 1
-TP_STATUS_KERNEL = 0
+SOL_PACKET: Final = 263
+PACKET_ADD_MEMBERSHIP: Final = 1
+PACKET_RX_RING: Final = 5
+PACKET_STATISTICS: Final = 6
+PACKET_VERSION: Final = 10
+PACKET_IGNORE_OUTGOING: Final = 23
+PACKET_FANOUT: Final = 18
+PACKET_FANOUT_HASH: Final = 0
+FANOUT_FLAG_DEFRAG: Final = 0x8000
+TPACKET_V3: Final = 2
+SO_ATTACH_FILTER: Final = 26
+SO_ATTACH_BPF: Final = 50
+SO_RCVBUFFORCE: Final = 33
+ETH_P_ALL: Final = 0x0003
+TP_STATUS_USER: Final = 1
+TP_STATUS_KERNEL: Final = 0
 
-_REQ3 = struct.Struct("7I")
-_BLOCK = struct.Struct("=IIIIIIQ")  # version, off_priv, status, num_pkts, off_first, blk_len, seq
-_PKT = struct.Struct("=IIIII4xH2x")  # next, sec, nsec, snaplen, len, (status), mac, (net)
-_STATS3 = struct.Struct("III")  # tp_packets, tp_drops, tp_freeze_q_cnt
-_FPROG = struct.Struct("@HP")  # struct sock_fprog {unsigned short len; struct sock_filter *}
+_REQ3: Final = struct.Struct("7I")
+# version, off_priv, status, num_pkts, off_first, blk_len, seq
+_BLOCK: Final = struct.Struct("=IIIIIIQ")
+_PKT: Final = struct.Struct("=IIIII4xH2x")  # next, sec, nsec, snaplen, len, (status), mac, (net)
+_STATS3: Final = struct.Struct("III")  # tp_packets, tp_drops, tp_freeze_q_cnt
+_FPROG: Final = struct.Struct("@HP")  # struct sock_fprog {unsigned short len; struct sock_filter *}
 
 log = logging.getLogger("kubeweir.sniffer.capture")
 
