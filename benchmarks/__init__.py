@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 
@@ -25,3 +26,12 @@ def wait_for_hub(url: str, proc: subprocess.Popen[bytes], timeout: float) -> Non
         if time.monotonic() > deadline or proc.poll() is not None:
             raise RuntimeError("hub did not start")
         time.sleep(0.2)
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes a process started (the hub's ingest workers and multiprocessing's
+    resource tracker)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        out += [int(c) for c in (task / "children").read_text().split()]
+    return out

@@ -26,7 +26,7 @@ import duckdb
 import httpx
 import zstandard
 
-from benchmarks import wait_for_hub
+from benchmarks import child_pids, wait_for_hub
 from hub.storage.duckdb import MIGRATIONS, migrate
 from hub.storage.rows import entries_to_arrow
 from kubeweir.entry import Endpoint, Entry, encode_batch
@@ -121,16 +121,8 @@ def _cpu_seconds(pid: int, tid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _children(pid: int) -> list[int]:
-    """The processes a process started (the hub's ingest workers)."""
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
-    return out
-
-
 def _workers_cpu(pid: int) -> float:
-    return sum(_cpu_seconds(c) for c in _children(pid))
+    return sum(_cpu_seconds(c) for c in child_pids(pid))
 
 
 def _batches_per_write(c: httpx.Client) -> float:
@@ -248,7 +240,7 @@ def http_ingest(
                 cpu["hub"] = _cpu_seconds(proc.pid) - cpu0
                 cpu["event loop"] = _cpu_seconds(proc.pid, proc.pid) - loop0
                 cpu["workers"] = _workers_cpu(proc.pid) - workers0
-                cpu["worker count"] = len(_children(proc.pid))
+                cpu["worker count"] = len(child_pids(proc.pid))
                 cpu["batches per write"] = _batches_per_write(c)
                 # then more rows while a viewer pages (timed apart: the reader shares the CPUs)
                 stop = threading.Event()
@@ -266,7 +258,7 @@ def http_ingest(
             _read_pages(url, idle_stop, idle)
             reads.update(during=during, idle=idle)
         assert accepted == len(entries) + len(more), accepted
-        rss = _rss_kib(proc.pid) + sum(map(_rss_kib, _children(proc.pid)))
+        rss = _rss_kib(proc.pid) + sum(map(_rss_kib, child_pids(proc.pid)))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
