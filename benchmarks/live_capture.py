@@ -70,6 +70,36 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process under ``pid`` (children of any of its threads, recursively)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            kids = Path(f"/proc/{pid}/task/{task}/children").read_text().split()
+        except OSError:
+            continue
+        for kid in map(int, kids):
+            out += [kid, *_descendants(kid)]
+    return out
+
+
+def _tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and every process under it, with the children they have
+    reaped (the hub converts batches in worker processes of its own)."""
+    total = 0.0
+    for p in [pid, *_descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        total += sum(int(f) for f in fields[11:15]) / CLK  # utime stime cutime cstime
+    return total
+
+
 def _rss_mib(pid: int, field: str = "VmRSS") -> float:
     """VmRSS (now) or VmHWM (peak of this process image: unlike getrusage's ru_maxrss, it
     does not carry over the RSS of the parent that forked it)."""
@@ -212,7 +242,7 @@ def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, plan: list[t
         for offered, conns in plan:
             before = cluster.hub.total()
             m0 = snf.metrics()
-            cpu0, hub0 = snf.cpu(), _cpu_seconds(hub_pid)
+            cpu0, hub0 = snf.cpu(), _tree_cpu_seconds(hub_pid)
             threads0 = _thread_cpu(m0)
             entries0 = _metric(m0, "kubeweir_sniffer_entries_total")
             t0 = time.monotonic()
@@ -250,7 +280,7 @@ def sniffer_runs(cluster: Any, client: Any, url: str, capture: str, plan: list[t
                 last = now
                 time.sleep(0.25)
             cpu_total = snf.cpu() - cpu0
-            hub_cpu = _cpu_seconds(hub_pid) - hub0
+            hub_cpu = _tree_cpu_seconds(hub_pid) - hub0
             m1 = snf.metrics()
             threads1 = _thread_cpu(m1)
             threads = {k: v - threads0.get(k, 0.0) for k, v in threads1.items()}
