@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import string
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -95,3 +96,15 @@ def test_each_side_alone() -> None:
     assert GATE.fast_and_body(b"access_token=abc", body) == (False, True)  # at the start
     assert GATE.fast_and_body(b"x\x01y@example.com", body) == (False, True)  # (\x01 in heads)
     assert GATE.fast_and_body(b"a\nb eyJhbGciOi", b"\\") == (False, False)
+
+
+@given(st.dictionaries(st.one_of(_PIECES, _NO_NUL), st.one_of(_texts(), st.integers())), _texts())
+def test_heads_without_marks_answer_as_with(head: dict[str, object], summary: str) -> None:
+    """``_Gate.heads`` over a JSON encoding of heads answers as ``_Gate.regexp`` over the
+    same bytes behind the head's mark (JSON text holds no NUL, no raw control character)."""
+    assert GATE is not None
+    heads = msgspec.json.encode((head, summary))
+    marked = b"\x02" + heads + b"\0"
+    assert (GATE.heads.Match(_UNANCHORED, heads, 0, len(heads))[0][0] >= 0) == (
+        GATE.regexp.Match(_UNANCHORED, marked, 0, len(marked))[0][0] >= 0
+    )
