@@ -3,7 +3,9 @@
 ``_RuleSet`` turns the rule objects of a config (plus a namespace's extra rules) into what
 the engine looks things up in; ``_spans`` finds validated pattern hits in a text by trying
 each regex only at its anchors; ``_gate`` builds the one RE2 search (``_Gate``) that tells
-which of an entry's heads and JSON bodies could hold anything beyond its headers.
+which of an entry's heads and JSON bodies could hold anything beyond its headers. Texts a
+search found clean are remembered, the last one of each length (``seen``): the same text
+again (a static page, the same heads) is known clean without a search; no other text is.
 """
 
 from __future__ import annotations
