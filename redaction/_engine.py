@@ -609,12 +609,7 @@ class _Job:
     # -- bodies --------------------------------------------------------------------------
 
     def body(self, msg: dict[str, Any], body: str, path: str) -> str:
-        ctype = msg.get("content_type") or ""
-        if not ctype:
-            headers = msg.get("headers")
-            if isinstance(headers, dict):
-                ctype = headers.get("content-type") or ""
-        raw_ctype = ctype if isinstance(ctype, str) else ""
+        raw_ctype = _raw_ctype(msg)
         ctype = raw_ctype.lower()
         truncated = bool(msg.get("body_truncated"))
 
@@ -1007,7 +1002,7 @@ class Engine:
             heads: bytes | None = None
             raws: list[bytes | None] = [None, None]
         else:
-            work, heads, raws = _triage(gate, request, response, summary)
+            work, heads, raws = _triage(gate, request, response, summary, rs.seen_texts)
             if job is None and not (work[0] or work[1]):
                 return entry  # the usual answer: nothing by name, nothing the gate found
         if job is None:
@@ -1250,7 +1245,11 @@ def _fast_echo(
 
 
 def _triage(
-    gate: _Gate, request: dict[str, Any], response: dict[str, Any], summary: str
+    gate: _Gate,
+    request: dict[str, Any],
+    response: dict[str, Any],
+    summary: str,
+    seen: dict[int, str] | None = None,
 ) -> tuple[list[int], bytes, list[bytes | None]]:
     """``(work, heads, raws)``: what each of request and response needs (0 nothing, 1 the
     body, 2 everything), then whether the summary needs a look (0/1), then what the
@@ -1287,7 +1286,9 @@ def _triage(
             else:
                 raw = _utf8(sb)
         if not inline and raw is None:
-            work[1] = 1
+            # (a text body seen clean before: its look would find nothing, ``_seen_text``)
+            if not (seen is not None and type(sb) is str and _seen_text(seen, response, sb)):
+                work[1] = 1
     heads = _json_encode(
         (
             {**request, "body": ""} if rb else request,
@@ -1350,6 +1351,30 @@ def _triage(
 _INLINE = 1024
 """A response's JSON body up to this many characters is searched inside its head's JSON
 encoding, longer ones on their own."""
+
+
+def _raw_ctype(msg: dict[str, Any]) -> str:
+    """The content type ``_Job.body`` goes by, as written (the message's, else its
+    ``content-type`` header's; "" for none)."""
+    ctype = msg.get("content_type") or ""
+    if not ctype:
+        headers = msg.get("headers")
+        if isinstance(headers, dict):
+            ctype = headers.get("content-type") or ""
+    return ctype if isinstance(ctype, str) else ""
+
+
+def _seen_text(seen: dict[int, str], msg: dict[str, Any], body: str) -> bool:
+    """Whether ``body`` is a text the value patterns' hints were found nowhere in before
+    (``_RuleSet.seen_texts``) and ``_Job.body`` would only scan it for those patterns (it
+    isn't base64, JSON, a form, multipart or what ``fallback`` takes): its look would
+    find nothing (a rule set with a gate has no pattern without a hint)."""
+    if seen.get(len(body)) != body or msg.get("body_encoding") == "base64":
+        return False
+    ctype = _raw_ctype(msg).lower()
+    if "json" in ctype or "x-www-form-urlencoded" in ctype or "multipart/" in ctype:
+        return False
+    return bool(ctype) or not (msg.get("body_truncated") or body.startswith(("{", "[")))
 
 
 def _is_json(msg: dict[str, Any], body: str) -> bool:

@@ -132,3 +132,29 @@ def test_warm_engine_equals_a_fresh_one(filler: str, secret: Secret, at: int, wh
     engine.apply(first)
     engine.apply(first)  # (seen now, if it was clean)
     assert entry_to_json(engine.apply(second)) == _fresh(second)
+
+
+def test_a_seen_text_under_another_content_type_gets_that_types_look() -> None:
+    """A text body seen clean as plain text is looked at by name when the same text comes
+    as a form, as JSON, or as JSON-looking text without a content type."""
+    form = "password=hunter2hunter2&note=" + "x" * 300
+    data = '{"password": "hunter2hunter2", "note": "' + "x" * 300 + '"}'
+    for text, ctype in (
+        (form, "application/x-www-form-urlencoded"),
+        (data, "application/json"),
+        (data, ""),
+    ):
+        engine = default_engine()
+        for _ in range(2):  # seen clean as plain text (the second time through the heads' gate)
+            assert engine.apply(_typed(text, "text/plain")).redacted == []
+        entry = _typed(text, ctype)
+        out = engine.apply(entry)
+        assert "hunter2hunter2" not in out.response["body"], ctype
+        assert entry_to_json(out) == _fresh(entry)
+
+
+def _typed(body: str, ctype: str) -> Entry:
+    headers = {"content-type": ctype} if ctype else {"x-served-by": "svc"}
+    entry = make_http_entry("GET", "/", response_headers=headers, response_body=body)
+    response = {**entry.response, "content_type": ctype}
+    return msgspec.structs.replace(entry, response=response)
