@@ -36,6 +36,7 @@ from sniffer.parsers.base import (
     Exchange,
     ParseError,
     ParserLimits,
+    StreamParser,
     Switch,
 )
 from sniffer.parsers.registry import DatagramProtocol, StreamProtocol, Verdict
@@ -394,7 +395,7 @@ class Pipeline:
     def data(self, conn: Connection, direction: Direction, data: bytes, ts: float) -> None:
         st = conn.state
         if st == _PARSE:
-            parser = conn.parser
+            parser: StreamParser = conn.parser  # typed: compiled, native method calls
             try:
                 parser.feed(direction, data, ts)
                 done = parser.take()

@@ -86,8 +86,6 @@ class HttpParser(HttpReader):
         self._max_body = self.limits.max_body
         self._orphans = 0
         """Responses without a request since the last request head (see ``_lost_message``)."""
-        self._fast = (self._fast_request, self._fast_response)
-        """The whole-message fast path of each direction (client, server)."""
 
     def feed(self, direction: Direction, data: bytes, ts: float) -> None:
         h = self._halves[direction]
@@ -96,11 +94,16 @@ class HttpParser(HttpReader):
             # straight from ``data``, with no events, buffer or state-machine turns. Any
             # other case (a partial head or body, chunked, 1xx, HEAD, Upgrade, gaps, bad
             # input) goes to the reader from the first message the fast path declines.
-            fast = self._fast[direction]
+            client = direction == _CLIENT
             pos = 0
             n = len(data)
             while pos < n:
-                nxt = fast(h, data, pos, ts)
+                # direct calls: compiled, native ones (a bound method picked from a
+                # tuple was a Python call with its arguments boxed)
+                if client:
+                    nxt = self._fast_request(h, data, pos, ts)
+                else:
+                    nxt = self._fast_response(h, data, pos, ts)
                 if nxt < 0:
                     break
                 pos = nxt

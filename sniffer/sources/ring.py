@@ -168,6 +168,16 @@ class PacketRing:
         n = self.config.block_count
         unpack_block = _BLOCK.unpack_from
         unpack_pkt = _PKT.unpack_from
+        # typed: compiled, the header arithmetic per frame is native
+        status: int
+        num: int
+        first: int
+        nxt: int
+        sec: int
+        nsec: int
+        snap: int
+        wire: int
+        mac: int
         frames = 0
         nbytes = 0
         blocks = 0
