@@ -28,10 +28,19 @@ def wait_for_hub(url: str, proc: subprocess.Popen[bytes], timeout: float) -> Non
         time.sleep(0.2)
 
 
-def child_pids(pid: int) -> list[int]:
+def child_pids(pid: int, *, workers_only: bool = False) -> list[int]:
     """The processes a process started (the hub's ingest workers and multiprocessing's
-    resource tracker)."""
+    resource tracker; ``workers_only``: not the tracker)."""
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         out += [int(c) for c in (task / "children").read_text().split()]
+    if workers_only:
+        out = [c for c in out if b"resource_tracker" not in _cmdline(c)]
     return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""

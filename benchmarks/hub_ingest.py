@@ -7,6 +7,9 @@ batches so the number is the hub's. The bare append inserts the same rows, alrea
 the storage columns as an Arrow table, into a fresh DuckDB file.
 
     .venv/bin/python -m benchmarks.hub_ingest [--entries 100000] [--batch 1000] [--senders 4]
+
+The hub runs with its default ``ingest_workers`` (none on two CPUs); set
+``KUBEWEIR_HUB_INGEST_WORKERS=N`` in the environment to measure N worker processes.
 """
 
 from __future__ import annotations
@@ -240,7 +243,7 @@ def http_ingest(
                 cpu["hub"] = _cpu_seconds(proc.pid) - cpu0
                 cpu["event loop"] = _cpu_seconds(proc.pid, proc.pid) - loop0
                 cpu["workers"] = _workers_cpu(proc.pid) - workers0
-                cpu["worker count"] = len(child_pids(proc.pid))
+                cpu["worker count"] = len(child_pids(proc.pid, workers_only=True))
                 cpu["batches per write"] = _batches_per_write(c)
                 # then more rows while a viewer pages (timed apart: the reader shares the CPUs)
                 stop = threading.Event()

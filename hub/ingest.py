@@ -227,10 +227,15 @@ def cpu_budget(cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
 
 
 def default_workers(cpus: int | None = None) -> int:
-    """One worker per CPU the hub may use (``cpu_budget``) when it has more than one, at
-    most ``MAX_DEFAULT_WORKERS``; else none: on one CPU a worker only adds copies."""
+    """One worker per CPU beyond two that the hub may use (``cpu_budget``), at most
+    ``MAX_DEFAULT_WORKERS``. The hub's own process keeps about one CPU busy (HTTP, and
+    DuckDB's writes, which run on its threads too); on two CPUs or fewer, workers cost more
+    than they give: measured on this project's 2-CPU machine, a worker converts a batch that
+    arrives after a pause in ~2x the CPU of one in a busy loop (cold caches, page faults),
+    so sniffer-paced ingest cost 36-39 us of CPU per entry with workers against 27-29 in the
+    hub process, and back-to-back batches came in no faster."""
     n = cpu_budget() if cpus is None else cpus
-    return min(n, MAX_DEFAULT_WORKERS) if n > 1 else 0
+    return min(n - 2, MAX_DEFAULT_WORKERS) if n > 2 else 0
 
 
 class ConversionPool:

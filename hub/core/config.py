@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     ingest_workers: int | None = Field(default=None, ge=0)
     """Processes that decompress, decode and convert ingest batches beside the hub's own
     (which then only serves HTTP and writes); 0: in the hub process; None: one per CPU
-    the hub may use (affinity and cgroup CPU limit) when there is more than one, at most
-    4, else 0."""
+    beyond two that the hub may use (affinity and cgroup CPU limit), at most 4
+    (``hub.ingest.default_workers``)."""
     dedupe_window: float = 300.0
     """Seconds either side of a batch's time range in which ids are checked for duplicates
     (covers clock skew between nodes and resends from a sniffer's spool)."""

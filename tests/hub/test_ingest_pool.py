@@ -125,7 +125,7 @@ def test_cpu_budget_honours_a_pod_cpu_limit(tmp_path: Path) -> None:
 def test_pool_sizes() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         ConversionPool(0)
-    assert [default_workers(n) for n in (1, 2, 3, 64)] == [0, 2, 3, 4]
+    assert [default_workers(n) for n in (1, 2, 3, 4, 64)] == [0, 0, 1, 2, 4]
     assert default_workers() == default_workers(cpu_budget())
     pool = ConversionPool(1)
     assert pool.pids() == [] and not pool.ready()  # nothing started before start()
