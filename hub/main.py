@@ -105,7 +105,9 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
             watcher = ClusterWatcher.from_config(index, cfg.kubeconfig)
             watcher.start()
         workers = default_workers() if cfg.ingest_workers is None else cfg.ingest_workers
-        app.state.ingest_pool = ConversionPool(workers) if workers else None
+        app.state.ingest_pool = (
+            ConversionPool(workers, cfg.ingest_pool_min_concurrent) if workers else None
+        )
         if app.state.ingest_pool is not None:
             app.state.ingest_pool.start()
         if own:

@@ -60,8 +60,12 @@ class Settings(BaseSettings):
     ingest_workers: int | None = Field(default=None, ge=0)
     """Processes that decompress, decode and convert ingest batches beside the hub's own
     (which then only serves HTTP and writes); 0: in the hub process; None: one per CPU
-    beyond two that the hub may use (affinity and cgroup CPU limit), at most 4
-    (``hub.ingest.default_workers``)."""
+    the hub may use (affinity and cgroup CPU limit) when there is more than one, at most
+    4, else 0."""
+    ingest_pool_min_concurrent: int = Field(default=2, ge=1)
+    """The workers convert a batch only while at least this many are being ingested at
+    once (a burst); a batch arriving alone is converted in the hub process, at less CPU
+    (see ``hub.ingest.ConversionPool``). 1: every batch in a worker."""
     dedupe_window: float = 300.0
     """Seconds either side of a batch's time range in which ids are checked for duplicates
     (covers clock skew between nodes and resends from a sniffer's spool)."""

@@ -32,6 +32,7 @@ def hub_settings(**overrides: object) -> Settings:
         "retention_max_age": None,
         "retention_max_bytes": None,
         "ingest_workers": 0,  # in process: tests/hub/test_ingest_pool.py has the workers
+        "ingest_pool_min_concurrent": 1,  # a test that asks for workers gets every batch there
         "viewer_tokens": {
             "admin-token": {"name": "admin", "namespaces": ["*"], "permissions": ["admin"]},
             "alice-token": {

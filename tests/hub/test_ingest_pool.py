@@ -9,8 +9,10 @@ import pickle
 import signal
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -24,7 +26,7 @@ from hub.storage.duckdb import DuckDBStorage
 from hub.storage.rows import entries_to_arrow
 from kubeweir.entry import Entry, encode_batch
 from kubeweir.testing import make_endpoint, make_entry, make_http_entry
-from tests.hub.conftest import ADMIN, INGEST, hub_settings, ingest
+from tests.hub.conftest import ADMIN, INGEST, hub_settings, ingest, serve
 
 
 @pytest.fixture
@@ -103,6 +105,35 @@ def test_a_dead_worker_costs_a_resend_not_an_entry(pooled: tuple[TestClient, Fas
     assert 'kubeweir_ingest_rejected_total{reason="worker"}' in metrics
 
 
+def test_workers_take_batches_only_in_a_burst() -> None:
+    """With the default ``ingest_pool_min_concurrent`` (2), a batch alone is converted in
+    the hub process; batches sent at once go to the workers; every one is stored."""
+    store = DuckDBStorage()
+    app = create_app(hub_settings(ingest_workers=1, ingest_pool_min_concurrent=2), storage=store)
+    url = ""
+
+    def post(body: bytes) -> int:
+        r = httpx.post(f"{url}/api/v1/ingest", content=body, headers=INGEST, timeout=60)
+        assert r.status_code == 200, r.text
+        n: int = r.json()["accepted"]
+        return n
+
+    def batch(n: int) -> bytes:
+        return encode_batch([make_http_entry() for _ in range(n)], sniffer="node-a")
+
+    for host in serve(app):  # a real server (its lifespan starts the pool)
+        url = f"http://{host}"
+        pool: ConversionPool = app.state.ingest_pool
+        assert sum(post(batch(20)) for _ in range(3)) == 60  # one at a time
+        assert pool.converted == 0 and pool.active == 0
+        with ThreadPoolExecutor(6) as senders:  # a burst
+            assert sum(senders.map(post, [batch(300) for _ in range(24)])) == 24 * 300
+        assert 0 < pool.converted <= 24 and pool.active == 0
+        stats = httpx.get(f"{url}/api/v1/stats", headers=ADMIN, timeout=60).json()
+        assert stats["total"] == 60 + 24 * 300
+    store.close()
+
+
 def test_refusals_cross_the_process_boundary_whole() -> None:
     exc = pickle.loads(pickle.dumps(Refused(413, "too big", "size")))
     assert (exc.code, exc.reason, exc.label, str(exc)) == (413, "too big", "size", "too big")
@@ -125,7 +156,7 @@ def test_cpu_budget_honours_a_pod_cpu_limit(tmp_path: Path) -> None:
 def test_pool_sizes() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         ConversionPool(0)
-    assert [default_workers(n) for n in (1, 2, 3, 4, 64)] == [0, 0, 1, 2, 4]
+    assert [default_workers(n) for n in (1, 2, 3, 64)] == [0, 2, 3, 4]
     assert default_workers() == default_workers(cpu_budget())
     pool = ConversionPool(1)
     assert pool.pids() == [] and not pool.ready()  # nothing started before start()

@@ -161,14 +161,19 @@ async def ingest(
     started = time.perf_counter()
     encoding = request.headers.get("content-encoding", "").strip().lower()
     keep_entries = len(broadcaster) > 0
+    pool = ctx.pool
+    counted: ConversionPool | None = None  # the pool whose ``active`` counts this batch
     try:
         body = await _read_body(request, settings.max_batch_bytes)
-        if ctx.pool is None:
+        if pool is not None:
+            pool.active += 1
+            counted = pool
+        if pool is None or not pool.wanted():
             sniffer_name, result, entries = await run_in_threadpool(
                 _store, body, encoding, settings, storage, enricher, keep_entries
             )
         else:
-            sniffer_name, table, total = await ctx.pool.convert(
+            sniffer_name, table, total = await pool.convert(
                 body, encoding, settings.max_decompressed_bytes, settings.max_batch_entries
             )
             result = await run_in_threadpool(_write, table, total, storage, enricher)
@@ -187,6 +192,9 @@ async def ingest(
             detail=f"{exc}; the batch was not stored, send it again",
             headers={"Retry-After": "1"},
         ) from exc
+    finally:
+        if counted is not None:
+            counted.active -= 1
     metrics.ingest_batches.inc()
     metrics.ingest_entries.inc(result.accepted)
     metrics.ingest_duplicates.inc(result.duplicates)
