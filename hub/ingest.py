@@ -261,6 +261,8 @@ class ConversionPool:
         self._closed = False
         self._executor: ProcessPoolExecutor | None = None
         self._starting: list[Future[int]] = []
+        self._up: set[int] = set()
+        """Worker pids that answered a start-up check."""
 
     def start(self) -> None:
         """Start the worker processes now (each takes ~1 s to import), not on the first
@@ -286,21 +288,33 @@ class ConversionPool:
             initializer=_worker_start,
         )
         # start every worker at once (each takes ~1 s to import), not one per new batch
+        self._up = set()
         self._starting = [executor.submit(_ready) for _ in range(self.workers)]
         return executor
 
     def ready(self) -> bool:
-        """Whether the workers are up (``/readyz`` waits for them: until then batches
-        would queue behind the workers' start-up)."""
+        """Whether every worker is up (``/readyz`` waits for them: until then batches
+        would queue behind the workers' start-up). A pool that broke (a worker died while
+        starting or while idle) is replaced here, so that a hub nobody sends batches to
+        (not ready: no traffic) still recovers."""
+        executor = self._executor
+        if executor is None:
+            return False
         starting = self._starting
-        return (
-            self._executor is not None
-            and all(f.done() for f in starting)
-            and not any(f.exception() for f in starting)
-        )
+        if executor._broken or any(f.done() and f.exception() for f in starting):
+            self._replace(executor)
+            return False
+        if not all(f.done() for f in starting):
+            return False
+        self._up.update(f.result() for f in starting)
+        if len(self._up) < self.workers:
+            # one worker answered for another still importing: ask again
+            self._starting = [executor.submit(_ready) for _ in range(self.workers)]
+            return False
+        return True
 
     def pids(self) -> list[int]:
-        """The worker processes' ids (none before the first batch)."""
+        """The worker processes' ids (none before ``start()`` or the first batch)."""
         executor = self._executor
         return sorted(executor._processes or ()) if executor is not None else []
 

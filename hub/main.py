@@ -108,11 +108,11 @@ def create_app(settings: Settings | None = None, storage: Storage | None = None)
         app.state.ingest_pool = (
             ConversionPool(workers, cfg.ingest_pool_min_concurrent) if workers else None
         )
-        if app.state.ingest_pool is not None:
-            app.state.ingest_pool.start()
-        if own:
-            store.start()
         try:
+            if app.state.ingest_pool is not None:
+                app.state.ingest_pool.start()
+            if own:
+                store.start()
             yield
         finally:
             if app.state.ingest_pool is not None:

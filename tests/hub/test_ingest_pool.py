@@ -157,7 +157,6 @@ def test_pool_sizes() -> None:
     with pytest.raises(ValueError, match="at least one worker"):
         ConversionPool(0)
     assert [default_workers(n) for n in (1, 2, 3, 64)] == [0, 2, 3, 4]
-    assert default_workers() == default_workers(cpu_budget())
     pool = ConversionPool(1)
     assert pool.pids() == [] and not pool.ready()  # nothing started before start()
     pool.start()
@@ -169,19 +168,58 @@ def test_pool_sizes() -> None:
     assert not pool.ready()
 
 
-def test_readyz_waits_for_the_ingest_workers(pooled: tuple[TestClient, FastAPI]) -> None:
-    c, app = pooled
-    pool: ConversionPool = app.state.ingest_pool
-    deadline = time.monotonic() + 30
-    answers = set()
-    while time.monotonic() < deadline:
-        r = c.get("/readyz")
-        answers.add((r.status_code, r.json()["status"]))
-        if r.status_code == 200:
-            break
+def _wait_ready(pool: ConversionPool) -> None:
+    deadline = time.monotonic() + 60
+    while not pool.ready():
+        assert time.monotonic() < deadline, "the ingest workers did not come up"
         time.sleep(0.05)
-    assert pool.ready() and (200, "ready") in answers
-    assert answers <= {(200, "ready"), (503, "ingest workers starting")}
+
+
+def test_readyz_waits_for_the_ingest_workers() -> None:
+    store = DuckDBStorage()
+    app = create_app(hub_settings(ingest_workers=2), storage=store)
+    with TestClient(app) as c:
+        pool: ConversionPool = app.state.ingest_pool
+        r = c.get("/readyz")  # the workers take ~1 s to import: not ready yet
+        assert (r.status_code, r.json()["status"]) == (503, "ingest workers starting")
+        _wait_ready(pool)
+        assert c.get("/readyz").json()["status"] == "ready"
+        assert len(pool.pids()) == 2 == len(pool._up)  # both workers answered
+    store.close()
+
+
+def test_a_worker_dead_at_start_up_is_replaced_without_any_batch() -> None:
+    """A hub that is not ready gets no traffic: the pool must recover on its own."""
+    pool = ConversionPool(1)
+    pool.start()
+    deadline = time.monotonic() + 30
+    while not pool.pids():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.kill(pool.pids()[0], signal.SIGKILL)  # dies while importing
+    deadline = time.monotonic() + 30
+    while pool.restarts == 0:  # what /readyz asks, polled
+        assert not pool.ready() and time.monotonic() < deadline
+        time.sleep(0.05)
+    _wait_ready(pool)
+    assert pool.restarts == 1
+    pool.close()
+
+
+def test_a_worker_dead_while_idle_is_replaced_by_readiness() -> None:
+    pool = ConversionPool(1)
+    pool.start()
+    _wait_ready(pool)
+    (pid,) = pool.pids()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while pool.restarts == 0:
+        assert time.monotonic() < deadline, "a broken pool was taken for ready"
+        pool.ready()
+        time.sleep(0.05)
+    _wait_ready(pool)
+    assert pool.pids() != [pid]
+    pool.close()
 
 
 def _index() -> ClusterIndex:
