@@ -44,7 +44,9 @@ FAST_PLAIN, FAST_RULE, FAST_AUTH, FAST_URL, FAST_NO = 0, 1, 2, 3, 4
 _CLEAN_MAX = 8192
 _CLEAN_LEN = 256  # (User-Agent, Accept-*: the repeated ones; memory at most ~2.5 MB)
 _SEEN_MAX = 256
-_SEEN_LEN = 8192  # (a static page, the heads of the same exchange: memory at most ~4 MB)
+_SEEN_LEN = 8192  # (a static page, the heads of the same exchange: at most ~2 MB of
+# characters, ~8 MB if all were 4-byte ones, per rule set; pairs of namespaces with the same
+# rules share one)
 _LEFT_RUNS: dict[str, re.Pattern[str]] = {}
 
 _Link = tuple[Any, Any, str]  # (parent link, display key: str | int, normalized key or "")

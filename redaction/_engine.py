@@ -57,7 +57,7 @@ from redaction._compiled import (
     _spans,
 )
 from redaction._config import RedactionConfig
-from redaction._rules import BUILTIN_PATTERNS, PatternRule, normalize
+from redaction._rules import BUILTIN_PATTERNS, PatternRule, Rule, normalize
 
 __all__ = ["Engine"]
 
@@ -949,6 +949,9 @@ class Engine:
         self.config = config if config is not None else RedactionConfig()
         self._base = _RuleSet(self.config.rules)
         self._by_ns: dict[tuple[str, str], _RuleSet] = {}
+        # namespace pairs with the same rules share one rule set (and its caches, each
+        # a few MB: one per pair would grow with the namespaces an override's glob takes)
+        self._by_rules: dict[tuple[Rule, ...], _RuleSet] = {}
         self._lock = threading.Lock()
         self._ns = bool(self.config.namespaces)
 
@@ -959,8 +962,13 @@ class Engine:
         rs = self._by_ns.get(key)
         if rs is None:
             rules = self.config.rules_for(src_ns, dst_ns)
-            rs = self._base if rules is self.config.rules else _RuleSet(rules)
             with self._lock:
+                if rules is self.config.rules:
+                    rs = self._base
+                else:
+                    rs = self._by_rules.get(rules)
+                    if rs is None:
+                        rs = self._by_rules[rules] = _RuleSet(rules)
                 if len(self._by_ns) > 4096:
                     self._by_ns.clear()
                 self._by_ns[key] = rs

@@ -158,3 +158,19 @@ def _typed(body: str, ctype: str) -> Entry:
     entry = make_http_entry("GET", "/", response_headers=headers, response_body=body)
     response = {**entry.response, "content_type": ctype}
     return msgspec.structs.replace(entry, response=response)
+
+
+def test_namespace_pairs_with_the_same_rules_share_one_rule_set() -> None:
+    """Caches live on a rule set: one per distinct rule list, not one per namespace pair
+    (an override's glob can take many namespaces)."""
+    from redaction import Engine
+    from redaction._config import parse_config
+
+    engine = Engine(parse_config({"namespaces": {"pay-*": {"rules": ["json:note"]}}}))
+    sets = {
+        id(engine._rules(src, dst))
+        for src, dst in [("pay-a", "x"), ("pay-b", "y"), ("z", "pay-c"), ("pay-d", "pay-e")]
+    }
+    assert len(sets) == 1
+    assert engine._rules("x", "y") is engine._base
+    assert engine._rules("pay-a", "x") is not engine._base
