@@ -91,6 +91,7 @@ def _gc_timer() -> None:
         time.sleep(GC_YOUNG_EVERY)
         count += 1
         gc_step(count)
+        profiling.tick()  # its CPU in kubeweir_sniffer_thread_cpu like the other threads'
 
 
 def tune_gc(timed: bool = True) -> None:
@@ -113,7 +114,7 @@ def tune_gc(timed: bool = True) -> None:
     gc.freeze()
     if timed:
         gc.disable()
-        threading.Thread(target=_gc_timer, name="gc", daemon=True).start()
+        profiling.thread("gc", _gc_timer).start()
     else:
         gc.set_threshold(*GC_THRESHOLDS)
 

@@ -395,8 +395,8 @@ class Pipeline:
     def data(self, conn: Connection, direction: Direction, data: bytes, ts: float) -> None:
         st = conn.state
         if st == _PARSE:
-            parser: StreamParser = conn.parser  # typed: compiled, native method calls
             try:
+                parser: StreamParser = conn.parser  # typed: compiled, native method calls
                 parser.feed(direction, data, ts)
                 done = parser.take()
             except ParseError as exc:
