@@ -1464,13 +1464,7 @@ def _json_text(msg: dict[str, Any], body: str) -> bool:
     """Whether ``_Job.body`` takes ``body`` for JSON text (what the gate's body part is for)."""
     if msg.get("body_encoding") == "base64":
         return False
-    ctype = msg.get("content_type") or ""
-    if not ctype:
-        headers = msg.get("headers")
-        if isinstance(headers, dict):
-            ctype = headers.get("content-type") or ""
-    if not isinstance(ctype, str):
-        ctype = ""
+    ctype = _raw_ctype(msg)
     if ctype:
         return "json" in ctype.lower()
     return body.startswith(("{", "[")) and body.endswith(("}", "]"))
