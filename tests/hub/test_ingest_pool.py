@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -20,11 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hub.enrich import ClusterIndex, Enricher
-from hub.ingest import ConversionPool, Refused, cpu_budget, default_workers
+from hub.ingest import CHUNK, ConversionPool, Refused, cpu_budget, default_workers, to_table
 from hub.main import create_app
 from hub.storage.duckdb import DuckDBStorage
-from hub.storage.rows import entries_to_arrow
-from kubeweir.entry import Entry, encode_batch
+from hub.storage.rows import batch_to_arrow, entries_to_arrow
+from kubeweir.entry import SCHEMA_VERSION, Entry, decode_batch, encode_batch
 from kubeweir.testing import make_endpoint, make_entry, make_http_entry
 from tests.hub.conftest import ADMIN, INGEST, hub_settings, ingest, serve
 
@@ -132,6 +133,30 @@ def test_workers_take_batches_only_in_a_burst() -> None:
         stats = httpx.get(f"{url}/api/v1/stats", headers=ADMIN, timeout=60).json()
         assert stats["total"] == 60 + 24 * 300
     store.close()
+
+
+def test_a_batch_is_converted_a_chunk_at_a_time_as_a_whole_would_be() -> None:
+    """``to_table`` decodes and converts ``CHUNK`` entries at a time: the same table as
+    the whole batch at once, an id repeated across chunks kept from its first entry, and
+    a bad entry refused with its index."""
+    entries = [make_http_entry(response_body=f"r{i}") for i in range(2 * CHUNK + 500)]
+    first_of_dup = entries[10]
+    dup = make_http_entry(response_body="the later copy")
+    dup.id = first_of_dup.id
+    entries[CHUNK + 700] = dup
+    body = encode_batch(entries, sniffer="node-a")
+    sniffer, table, total, kept = to_table(body, "", 1 << 30, 50_000, keep_entries=True)
+    assert (sniffer, total) == ("node-a", len(entries))
+    whole, _ = batch_to_arrow(decode_batch(body).entries)
+    assert table.num_rows == len(entries) - 1 and table.equals(whole)
+    assert [e.id for e in kept] == [e.id for e in entries if e is not dup]
+    empty = to_table(encode_batch([]), "", 1 << 30, 50_000)[1]
+    assert empty.num_rows == 0 and empty.schema.equals(whole.schema)
+    bad = msgspec.msgpack.encode(
+        {"v": SCHEMA_VERSION, "entries": [*entries[:1500], {"id": 7}], "sniffer": "x"}
+    )
+    with pytest.raises(Refused, match=r"does not match the entry schema.*\(entry 1500\)"):
+        to_table(bad, "", 1 << 30, 50_000)
 
 
 def test_refusals_cross_the_process_boundary_whole() -> None:
