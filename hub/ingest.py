@@ -1,11 +1,12 @@
 """An ingest batch from request body to storage columns, in the hub or in worker processes.
 
 The route (``hub.api.routes.ingest``) hands a sniffer's request body to ``to_table``:
-decompress, decode, check, enrich and turn into one Arrow table in the storage columns.
-That work is pure Python and C extensions holding the interpreter lock; in the hub's own
-process it takes turns with the HTTP server and DuckDB's writes. ``ConversionPool`` runs
-it in worker processes instead, which send the table back as Arrow IPC (a copy of its
-buffers, read back without another), so the hub process only serves HTTP and writes.
+decompress, decode, check and turn into one Arrow table in the storage columns, a chunk of
+entries at a time (the route enriches the table). That work is pure Python and C
+extensions holding the interpreter lock; in the hub's own process it takes turns with the
+HTTP server and DuckDB's writes. In a burst, ``ConversionPool`` runs it in worker
+processes instead, which send the table back as Arrow IPC (a copy of its buffers, read
+back without another), so the hub process only serves HTTP and writes.
 """
 
 from __future__ import annotations
