@@ -19,6 +19,7 @@ import math
 import multiprocessing
 import os
 import threading
+import time
 import zlib
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -244,9 +245,20 @@ def to_table(
 
 
 def _worker_start() -> None:
+    threading.Thread(
+        target=_exit_with_parent, args=(os.getppid(),), name="parent-watch", daemon=True
+    ).start()
     # what the imports left is kept out of every collection for the worker's life
     gc.collect()
     gc.freeze()
+
+
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """A worker outlives a hub that was killed (its queues' pipes stay open in the worker,
+    so it would wait for work forever): it exits once it has another parent."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 def _ready() -> int:

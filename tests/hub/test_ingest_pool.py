@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -157,6 +160,49 @@ def test_a_batch_is_converted_a_chunk_at_a_time_as_a_whole_would_be() -> None:
     )
     with pytest.raises(Refused, match=r"does not match the entry schema.*\(entry 1500\)"):
         to_table(bad, "", 1 << 30, 50_000)
+
+
+def test_workers_exit_when_the_hub_is_killed(tmp_path: Path) -> None:
+    """A hub killed outright (OOM, SIGKILL) leaves no worker behind."""
+    cfg = tmp_path / "hub.yaml"
+    cfg.write_text("ingest_token: t\ningest_workers: 2\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    hub = subprocess.Popen(
+        [sys.executable, "-m", "kubeweir", "hub", "--config", str(cfg), "--port", str(port),
+         "--db", str(tmp_path / "hub.duckdb"), "--log-level", "warning"],
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert hub.poll() is None and time.monotonic() < deadline, "hub did not start"
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        children = [
+            int(c)
+            for task in Path(f"/proc/{hub.pid}/task").iterdir()
+            for c in (task / "children").read_text().split()
+        ]
+        assert len(children) >= 2  # the two workers (and multiprocessing's tracker)
+    finally:
+        hub.kill()
+        hub.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 15
+    while any(map(alive, children)):
+        assert time.monotonic() < deadline, f"left behind: {list(filter(alive, children))}"
+        time.sleep(0.2)
 
 
 def test_refusals_cross_the_process_boundary_whole() -> None:
