@@ -29,7 +29,7 @@ import msgspec
 import pyarrow as pa
 import zstandard
 
-from hub.storage.rows import BatchError, entries_to_arrow, gc_paused
+from hub.storage.rows import BatchError, entries_to_arrow, first_seen, gc_paused
 from kubeweir.entry import SCHEMA_VERSION, Entry
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "cpu_budget",
     "decode_entries",
     "decompress",
+    "too_large",
     "default_workers",
     "to_table",
 ]
@@ -67,7 +68,8 @@ class WorkerFailed(Exception):
     stored and the sniffer should send it again."""
 
 
-def _too_large(what: str, limit: int) -> Refused:
+def too_large(what: str, limit: int) -> Refused:
+    """413: ``what`` is over ``limit`` bytes."""
     return Refused(_TOO_LARGE, f"{what} is over the limit of {limit} bytes", "size")
 
 
@@ -82,7 +84,7 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
         except zlib.error as exc:
             raise Refused(400, f"malformed gzip body: {exc}", "gzip") from exc
         if len(out) > limit or d.unconsumed_tail:
-            raise _too_large("the decompressed batch", limit)
+            raise too_large("the decompressed batch", limit)
         if not d.eof:
             raise Refused(400, "malformed gzip body: truncated", "gzip")
         return out
@@ -95,7 +97,7 @@ def decompress(body: bytes, encoding: str, limit: int) -> bytes:
         except zstandard.ZstdError as exc:
             raise Refused(400, f"malformed zstd body: {exc}", "zstd") from exc
         if len(out) > limit:
-            raise _too_large("the decompressed batch", limit)
+            raise too_large("the decompressed batch", limit)
         return out
     raise Refused(
         _UNSUPPORTED,
@@ -159,20 +161,6 @@ def _entries(raws: list[msgspec.Raw], first: int) -> list[Entry]:
     return out
 
 
-def _first_seen(entries: list[Entry], seen: set[str]) -> list[Entry]:
-    """The entries whose id is not in ``seen`` (nor earlier in the list); adds theirs."""
-    ids = [e.id for e in entries]
-    if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
-        seen.update(ids)
-        return entries
-    out = []
-    for e in entries:
-        if e.id not in seen:
-            seen.add(e.id)
-            out.append(e)
-    return out
-
-
 class _Version(msgspec.Struct):
     v: int
 
@@ -228,7 +216,7 @@ def to_table(
         seen: set[str] = set()
         try:
             for first in range(0, total, CHUNK):
-                entries = _first_seen(_entries(raws[first : first + CHUNK], first), seen)
+                entries = first_seen(_entries(raws[first : first + CHUNK], first), seen)
                 tables.append(entries_to_arrow(entries, keep=keep_entries))
                 if keep_entries:
                     kept += entries

@@ -78,7 +78,7 @@ class RecentIds:
         if not ids:
             return
         d = self._ts
-        if d.keys().isdisjoint(ids) and len(set(ids)) == len(ids):
+        if not self.any_known(ids) and len(set(ids)) == len(ids):
             d.update(zip(ids, ts, strict=True))  # all new (the usual case): in C
         else:
             for i, t in zip(ids, ts, strict=True):

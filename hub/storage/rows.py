@@ -30,6 +30,7 @@ __all__ = [
     "batch_to_arrow",
     "datetime_to_ts",
     "entries_to_arrow",
+    "first_seen",
     "gc_paused",
     "row_to_entry",
     "ts_to_datetime",
@@ -236,11 +237,22 @@ def batch_to_arrow(entries: Sequence[Entry], *, keep: bool = True) -> tuple[pa.T
     from its first entry. Returns the table and the number of entries sent. Without
     ``keep`` the entries' request/response maps lose their bodies (a caller that drops
     the entries next saves putting them back)."""
-    total = len(entries)
-    if len({e.id for e in entries}) != total:
-        seen: set[str] = set()
-        entries = [e for e in entries if not (e.id in seen or seen.add(e.id))]  # type: ignore[func-returns-value]
-    return entries_to_arrow(entries, keep=keep), total
+    return entries_to_arrow(first_seen(entries, set()), keep=keep), len(entries)
+
+
+def first_seen(entries: Sequence[Entry], seen: set[str]) -> Sequence[Entry]:
+    """The entries whose id is neither in ``seen`` nor earlier in ``entries`` (the same
+    sequence when all are new); adds their ids to ``seen``."""
+    ids = [e.id for e in entries]
+    if seen.isdisjoint(ids) and len(set(ids)) == len(ids):
+        seen.update(ids)
+        return entries
+    out = []
+    for e in entries:
+        if e.id not in seen:
+            seen.add(e.id)
+            out.append(e)
+    return out
 
 
 def entries_to_arrow(entries: Sequence[Entry], *, keep: bool = True) -> pa.Table:

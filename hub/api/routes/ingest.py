@@ -11,11 +11,18 @@ from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from hub.api.deps import SnifferCredential, app_settings, get_sniffers
+from hub.api.deps import SettingsDep, SnifferCredential, get_sniffers
 from hub.api.routes.targeting import TargetingState, get_targeting
 from hub.core.config import Settings
 from hub.enrich import Enricher
-from hub.ingest import ConversionPool, Refused, WorkerFailed, decode_entries, to_table
+from hub.ingest import (
+    ConversionPool,
+    Refused,
+    WorkerFailed,
+    decode_entries,
+    to_table,
+    too_large,
+)
 from hub.metrics import HubMetrics
 from hub.sniffers import Heartbeat, SnifferRegistry
 from hub.storage.base import IngestResult, Storage
@@ -92,14 +99,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     if declared is not None:
         try:
             if int(declared) > limit:
-                raise Refused(413, f"the request body is over the limit of {limit} bytes", "size")
+                raise too_large("the request body", limit)
         except ValueError as exc:
             raise Refused(400, "bad Content-Length", "http") from exc
     buf = bytearray()
     async for chunk in request.stream():
         buf += chunk
         if len(buf) > limit:
-            raise Refused(413, f"the request body is over the limit of {limit} bytes", "size")
+            raise too_large("the request body", limit)
     return bytes(buf)
 
 
@@ -116,9 +123,7 @@ class IngestContext:
     pool: ConversionPool | None
 
 
-async def ingest_context(
-    request: Request, settings: Annotated[Settings, Depends(app_settings)]
-) -> IngestContext:
+async def ingest_context(request: Request, settings: SettingsDep) -> IngestContext:
     """The app's settings, storage, metrics, sniffer registry, broadcaster, enricher and
     conversion pool in one dependency, resolved in the event loop (FastAPI runs each plain
     ``def`` dependency in a worker thread: six of those cost more per batch than its
