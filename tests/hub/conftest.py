@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
+import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
@@ -101,3 +107,35 @@ def serve(app: FastAPI) -> Iterator[str]:
     finally:
         server.should_exit = True
         t.join(timeout=10)
+
+
+@contextmanager
+def hub_process(tmp_path: Path, config: str) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """``kubeweir hub`` as its own process with this YAML config and a DuckDB file in
+    ``tmp_path``; yields the process and its base URL once ``/readyz`` answers 200, and
+    stops it at the end (if the test has not)."""
+    port = _free_port()
+    cfg = tmp_path / "hub.yaml"
+    cfg.write_text(config)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kubeweir", "hub", "--config", str(cfg), "--port", str(port),
+         "--db", str(tmp_path / "h.duckdb"), "--log-level", "warning"],
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "hub did not start"
+            time.sleep(0.1)
+        yield proc, url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait(timeout=20)

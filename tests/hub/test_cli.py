@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from hub.cli import export, login, query
 from hub.client import HubError, ship
 from hub.main import create_app
 from kubeweir.testing import make_http_entry
-from tests.hub.conftest import _free_port, hub_settings, serve
+from tests.hub.conftest import hub_process, hub_settings, serve
 
 
 @pytest.fixture
@@ -103,36 +100,13 @@ def test_login_then_query_and_export(live: str, env: Path, tmp_path: Path) -> No
 
 
 def test_kubeweir_hub_command_serves(tmp_path: Path) -> None:
-    port = _free_port()
-    cfg = tmp_path / "hub.yaml"
-    cfg.write_text(
+    config = (
         "ingest_token: i\nviewer_tokens:\n  t: {name: me, namespaces: ['*']}\n"
         "retention_max_age: 3600\n"
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kubeweir", "hub", "--config", str(cfg), "--port", str(port),
-         "--db", str(tmp_path / "h.duckdb")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
-                if r.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.2)
-        who = httpx.get(
-            f"http://127.0.0.1:{port}/api/v1/whoami", headers={"Authorization": "Bearer t"}
-        )
+    with hub_process(tmp_path, config) as (_, url):
+        who = httpx.get(f"{url}/api/v1/whoami", headers={"Authorization": "Bearer t"})
         assert who.json()["name"] == "me"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
     assert (tmp_path / "h.duckdb").exists()
 
 

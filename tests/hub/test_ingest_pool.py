@@ -7,9 +7,6 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +27,7 @@ from hub.storage.duckdb import DuckDBStorage
 from hub.storage.rows import batch_to_arrow, entries_to_arrow
 from kubeweir.entry import SCHEMA_VERSION, Entry, decode_batch, encode_batch
 from kubeweir.testing import make_endpoint, make_entry, make_http_entry
-from tests.hub.conftest import ADMIN, INGEST, hub_settings, ingest, serve
+from tests.hub.conftest import ADMIN, INGEST, hub_process, hub_settings, ingest, serve
 
 
 @pytest.fixture
@@ -164,32 +161,13 @@ def test_a_batch_is_converted_a_chunk_at_a_time_as_a_whole_would_be() -> None:
 
 def test_workers_exit_when_the_hub_is_killed(tmp_path: Path) -> None:
     """A hub killed outright (OOM, SIGKILL) leaves no worker behind."""
-    cfg = tmp_path / "hub.yaml"
-    cfg.write_text("ingest_token: t\ningest_workers: 2\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    hub = subprocess.Popen(
-        [sys.executable, "-m", "kubeweir", "hub", "--config", str(cfg), "--port", str(port),
-         "--db", str(tmp_path / "hub.duckdb"), "--log-level", "warning"],
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert hub.poll() is None and time.monotonic() < deadline, "hub did not start"
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+    with hub_process(tmp_path, "ingest_token: t\ningest_workers: 2\n") as (hub, _):
         children = [
             int(c)
             for task in Path(f"/proc/{hub.pid}/task").iterdir()
             for c in (task / "children").read_text().split()
         ]
         assert len(children) >= 2  # the two workers (and multiprocessing's tracker)
-    finally:
         hub.kill()
         hub.wait()
 
